@@ -1,0 +1,19 @@
+//! tcplab: see a TCP connection's whole life, exactly as the Linux kernel lived it.
+//!
+//! # Layout
+//!
+//! This crate is the binary and every I/O edge; the logic lives in the sans-IO
+//! [`tcplab_core`] crate. Data flows one way: probes and sockets produce timestamped
+//! events, the core correlates them, renderers print.
+//!
+//! - [`server`]: the echo test server (`tcplab serve`), built on
+//!   [`tcplab_core::protocol`].
+//! - [`client`]: the line client (`tcplab connect`): interactive or scripted, with a
+//!   chosen close style.
+//! - [`lab`]: experiments run end to end (`tcplab lab`).
+//! - [`exit`]: the documented exit codes and the error type that carries one.
+
+pub mod client;
+pub mod exit;
+pub mod lab;
+pub mod server;
