@@ -16,4 +16,5 @@
 pub mod client;
 pub mod exit;
 pub mod lab;
+pub mod probe;
 pub mod server;

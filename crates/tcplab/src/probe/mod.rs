@@ -1,0 +1,2 @@
+//! Probes: the I/O edges that observe the kernel. Each produces timestamped events
+//! (bytes, state changes) and leaves all interpretation to `tcplab_core`.

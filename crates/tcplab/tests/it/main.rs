@@ -1,0 +1,4 @@
+//! Integration tests: one test binary, one module per area (ripgrep's layout).
+//! Tests that need root call [`support::privileged`] first.
+
+mod support;
