@@ -10,9 +10,11 @@
 //!   [`tcplab_core::protocol`].
 //! - [`client`]: the line client (`tcplab connect`): interactive or scripted, with a
 //!   chosen close style.
+//! - [`bench`]: the load generator (`tcplab bench`).
 //! - [`lab`]: experiments run end to end (`tcplab lab`).
 //! - [`exit`]: the documented exit codes and the error type that carries one.
 
+pub mod bench;
 pub mod client;
 pub mod exit;
 pub mod lab;

@@ -1,4 +1,5 @@
 //! Integration tests: one test binary, one module per area (ripgrep's layout).
 //! Tests that need root call [`support::privileged`] first.
 
+mod bench;
 mod support;
