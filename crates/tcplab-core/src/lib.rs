@@ -1,1 +1,12 @@
+//! tcplab-core: the sans-IO heart of tcplab.
+//!
+//! Nothing here opens a socket, reads a clock, uses `unsafe` or needs root: probes and
+//! sockets in the `tcplab` crate feed bytes and timestamps in, and get decisions, timelines
+//! and text out. That is what lets this crate be tested deterministically from bytes.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: the echo test protocol as a byte-in/bytes-out state machine.
+#![forbid(unsafe_code)]
+
 pub mod protocol;
