@@ -16,5 +16,6 @@
 pub mod client;
 pub mod exit;
 pub mod lab;
+pub mod log;
 pub mod probe;
 pub mod server;

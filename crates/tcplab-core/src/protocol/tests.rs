@@ -68,7 +68,10 @@ fn two_carriage_returns_are_two_terminators_and_the_empty_line_is_ignored() {
 
 #[test]
 fn trims_whitespace_and_ignores_empty_lines() {
-    assert_eq!(replies(&[b"  hi there \t\n\n   \n"]), "You said 'hi there'.\n");
+    assert_eq!(
+        replies(&[b"  hi there \t\n\n   \n"]),
+        "You said 'hi there'.\n"
+    );
 }
 
 #[test]
