@@ -175,7 +175,7 @@ impl Reader<'_> {
     }
 
     /// Reads until the server's FIN.
-    fn to_eof(&mut self, observe: &mut dyn FnMut(Step)) -> Result<(), Failure> {
+    fn until_eof(&mut self, observe: &mut dyn FnMut(Step)) -> Result<(), Failure> {
         while self.read(observe)?.is_some() {}
         Ok(())
     }
@@ -256,7 +256,7 @@ impl Script {
                     .map_err(|e| io_failure("shutdown(SHUT_WR)", e))?;
                 observe(Step::HalfClosed);
                 if !peer_closed {
-                    reader.to_eof(observe)?;
+                    reader.until_eof(observe)?;
                 }
             }
             CloseStyle::Rst => {
@@ -267,7 +267,7 @@ impl Script {
             }
             CloseStyle::Wait => {
                 if !peer_closed {
-                    reader.to_eof(observe)?;
+                    reader.until_eof(observe)?;
                 }
             }
         }
