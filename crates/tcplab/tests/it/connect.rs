@@ -99,3 +99,31 @@ fn lab_prints_the_dialogue_and_exits_zero() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+#[test]
+fn interactive_mode_sends_stdin_lines_and_exits_when_the_server_closes() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let server = Server::start(&[]);
+    let mut child = Command::new(support::tcplab_bin())
+        .args(["connect", &server.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The stdin pipe stays open: the client must exit because the server closed, as
+    // telnet does, not because its input ended.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"hello\r\nquit\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut expected = tcplab_core::protocol::BANNER.to_vec();
+    expected.extend_from_slice(b"You said 'hello'.\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&expected)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connection closed by the server"));
+}
