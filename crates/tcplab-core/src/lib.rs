@@ -1,1 +1,3 @@
+pub mod event;
 pub mod protocol;
+pub mod state;
