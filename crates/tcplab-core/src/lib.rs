@@ -7,6 +7,10 @@
 //! # Layout
 //!
 //! - [`protocol`]: the echo test protocol as a byte-in/bytes-out state machine.
+//! - [`state`]: TCP states with their RFC 9293 names and the one transition table.
+//! - [`event`]: a state change of one endpoint, as the probes report it.
 #![forbid(unsafe_code)]
 
+pub mod event;
 pub mod protocol;
+pub mod state;
