@@ -18,5 +18,6 @@ pub mod bench;
 pub mod client;
 pub mod exit;
 pub mod lab;
+pub mod log;
 pub mod probe;
 pub mod server;

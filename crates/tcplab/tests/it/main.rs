@@ -2,4 +2,6 @@
 //! Tests that need root call [`support::privileged`] first.
 
 mod bench;
+mod connect;
+mod serve;
 mod support;
