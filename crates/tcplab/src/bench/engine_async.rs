@@ -56,8 +56,13 @@ async fn connection(plan: &Plan, progress: &Progress, tally: &RefCell<Tally>) {
         if !go {
             return;
         }
-        let stream = match timed(plan, open(plan, &mut buf)).await {
+        let open = tokio::time::timeout(plan.open_timeout(t0), open(plan, &mut buf));
+        let stream = match open
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+        {
             Ok(stream) => stream,
+            Err(_) if plan.abandoned() => return,
             Err(err) => {
                 finish(plan, progress, tally, t0, Err(err)).await;
                 continue;

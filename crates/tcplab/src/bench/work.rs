@@ -164,6 +164,22 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// How long connecting and reading the banner may take from `now`. In rt mode the
+    /// connection is not the operation, so its wait ends with the run: clients queued
+    /// behind a one-at-a-time server are then abandoned, not counted as failed.
+    pub fn open_timeout(&self, now: Instant) -> Duration {
+        let left = match (self.op, self.stop_at) {
+            (Op::RoundTrip, Some(end)) => end.saturating_duration_since(now),
+            _ => self.timeout,
+        };
+        left.min(self.timeout).max(Duration::from_millis(1))
+    }
+
+    /// Whether a failed open was abandoned because the run ended (see [`Self::open_timeout`]).
+    pub fn abandoned(&self) -> bool {
+        self.op == Op::RoundTrip && !self.running(Instant::now())
+    }
+
     /// Whether the run goes on at `now` (no budget claimed).
     pub fn running(&self, now: Instant) -> bool {
         !self.stop.load(Ordering::Relaxed) && self.stop_at.is_none_or(|end| now < end)
@@ -193,11 +209,11 @@ impl Plan {
     /// Records a finished operation that started at `t0`.
     pub fn record(&self, tally: &mut Tally, t0: Instant, outcome: io::Result<()>) {
         let now = Instant::now();
-        tally.last_done = Some(now);
         let measured = t0 >= self.measure_from;
         match outcome {
             Ok(()) if measured => {
                 tally.ops += 1;
+                tally.last_done = Some(now);
                 let ns = u64::try_from((now - t0).as_nanos()).unwrap_or(u64::MAX);
                 tally.hist.saturating_record(ns.max(1));
             }
@@ -270,6 +286,7 @@ pub fn blocking_worker(plan: Arc<Plan>, progress: Arc<Progress>) -> Tally {
         }
         let mut stream = match open(&plan, &mut buf) {
             Ok(stream) => stream,
+            Err(_) if plan.abandoned() => break,
             Err(err) => {
                 failed(&plan, &mut tally, &progress, t0, err);
                 continue;
@@ -350,18 +367,25 @@ fn failed(plan: &Plan, tally: &mut Tally, progress: &Progress, t0: Instant, err:
 
 /// Connects and reads the banner.
 fn open(plan: &Plan, buf: &mut [u8]) -> io::Result<TcpStream> {
-    let mut stream = TcpStream::connect_timeout(&plan.addr, plan.timeout)?;
+    let deadline = Instant::now() + plan.open_timeout(Instant::now());
+    let left = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
+    let mut stream = TcpStream::connect_timeout(&plan.addr, left())?;
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(plan.timeout))?;
     stream.set_write_timeout(Some(plan.timeout))?;
     let mut len = 0;
     loop {
+        stream.set_read_timeout(Some(left()))?;
         let n = stream.read(&mut buf[len..])?;
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         len += n;
         if check_banner(&buf[..len])? {
+            stream.set_read_timeout(Some(plan.timeout))?;
             return Ok(stream);
         }
     }
