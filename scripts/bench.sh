@@ -6,7 +6,8 @@
 #   RUNS=1 DURATION=1 scripts/bench.sh   # a quick look (numbers are not worth keeping)
 #
 # Environment: RUNS (3) runs per cell, DURATION (3) seconds per run, WARMUP (0.5) seconds
-# of unmeasured load before each run, IDLE_CONNS (10000), OUT (BENCHMARKS.md).
+# of unmeasured load before each run, IDLE_CONNS (10000), OUT (BENCHMARKS.md); for quick
+# looks only: CELLS (e.g. "rt 1;conn 1"), SERVERS (e.g. "tcplab blocking").
 #
 # Every measurement gets a fresh server; runs are interleaved (run 1 of every server and
 # cell, then run 2, ...) so that a burst of noise from elsewhere on the machine hits every
@@ -25,6 +26,7 @@ WARMUP=${WARMUP:-0.5}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 OUT=${OUT:-BENCHMARKS.md}
 COMMAND="scripts/bench.sh${*:+ $*}"
+[[ -n ${CELLS:-}${SERVERS:-} ]] && COMMAND="CELLS='${CELLS:-}' SERVERS='${SERVERS:-}' $COMMAND"
 [[ $RUNS != 3 || $DURATION != 3 || $WARMUP != 0.5 || $IDLE_CONNS != 10000 ]] &&
     COMMAND="RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP IDLE_CONNS=$IDLE_CONNS $COMMAND"
 
@@ -47,7 +49,7 @@ fi
 
 # The servers, by short name. tcplab gets a backlog as deep as the baselines' (tokio's
 # default is 1024) and room for the idle test; everything else is its default.
-SERVERS=(tcplab tcplab-seq blocking tokio)
+read -r -a SERVERS <<<"${SERVERS:-tcplab tcplab-seq blocking tokio}"
 declare -A LABEL=(
     [tcplab]="tcplab serve"
     [tcplab-seq]="tcplab serve --sequential"
@@ -64,8 +66,8 @@ declare -A START=(
 # connections they serve the first and the rest wait (their figure is that one client's).
 declare -A ONE_AT_A_TIME=([tcplab-seq]=1 [blocking]=1)
 
-# Cells: "mode conns".
-CELLS=("rt 1" "rt 10" "rt 100" "rt 1000" "conn 1" "conn 50")
+# Cells: "mode conns". CELLS="rt 1;conn 1" measures a subset (for quick looks).
+IFS=';' read -r -a CELLS <<<"${CELLS:-rt 1;rt 10;rt 100;rt 1000;conn 1;conn 50}"
 
 SERVER_PID=
 SERVER_ADDR=
@@ -130,12 +132,13 @@ for run in $(seq 1 "$RUNS"); do
         done
     done
     for s in tcplab tokio; do
+        ((IDLE_CONNS > 0)) || continue
         start_server "$s"
         "$BIN/tcplab" bench "$SERVER_ADDR" --mode idle --conns "$IDLE_CONNS" --duration 1 \
             --timeout 30 --json >"$WORK/idle.json" 2>"$WORK/idle.err" &
         bench_pid=$!
         deadline=$((SECONDS + 120))
-        until grep -q 'holding' "$WORK/idle.err"; do
+        until grep -q 'holding [0-9]* idle connections for' "$WORK/idle.err"; do
             if ((SECONDS > deadline)) || ! kill -0 "$bench_pid" 2>/dev/null; then
                 echo "bench.sh: idle run against ${LABEL[$s]} failed: $(cat "$WORK/idle.err")" >&2
                 exit 1

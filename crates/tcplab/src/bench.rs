@@ -319,10 +319,12 @@ fn watch(
                 .map(|p| p.held.load(Ordering::Relaxed))
                 .sum();
             // The ready signal for scripts: always printed, on stderr.
-            eprintln!(
-                "tcplab bench: holding {held} idle connections for {} s",
+            // One write, so that a reader never sees half the line.
+            let line = format!(
+                "tcplab bench: holding {held} idle connections for {} s\n",
                 args.duration
             );
+            let _ = std::io::stderr().write_all(line.as_bytes());
             hold_until = Some(Instant::now() + Duration::from_secs_f64(args.duration));
         }
         if hold_until.is_some_and(|t| Instant::now() >= t) {

@@ -10,29 +10,29 @@
 //! disturbs another client or the server; on EOF the server answers the complete lines it
 //! has and closes at once, so no socket of ours is ever left in CLOSE_WAIT.
 
+mod conn;
+
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::pin;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use socket2::{Domain, Protocol, Socket, Type};
-use tcplab_core::protocol::{self, Event, Session, Status};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tcplab_core::protocol;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::log::{self, Log};
+use crate::log::Log;
 
 /// The default listen address: loopback only, the classic example's port.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 54321);
-
-/// How much one read takes from the socket.
-const READ_SIZE: usize = 16 * 1024;
 
 /// Command-line arguments of `tcplab serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -150,37 +150,145 @@ pub fn bind(options: &ListenOptions) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// State shared by the accept loop and every connection task.
+/// State shared by the accept loops and every connection task.
 #[derive(Debug)]
 struct Shared {
     config: Config,
     /// Connections being served now.
     open: AtomicUsize,
-    /// Set by a client's `shutdown`: asks the accept loop to stop.
+    /// Set by a client's `shutdown`: asks the server to stop.
     stop: watch::Sender<bool>,
-    /// Set by the accept loop once it stopped listening: tells clients to go.
+    /// Set by [`run`] when the server stops, for whatever reason: every accept loop
+    /// stops and drops its handle on the listening socket.
+    halt: watch::Sender<bool>,
+    /// Set once nothing listens any more: tells clients to go.
     closing: watch::Sender<bool>,
 }
 
 /// Serves `listener` until a client sends `shutdown` or `shutdown_signal` completes, then
 /// shuts down gracefully and returns why it stopped.
+///
+/// Unless sequential, the server runs one accept loop per core: this task's, plus one
+/// thread with a current-thread runtime per further core, each accepting on the same
+/// listening socket and serving the clients it accepted itself. A connection then lives
+/// on one thread from accept to close, so a round trip never wakes another thread (the
+/// cost that makes a plain multi-thread tokio server slow at low concurrency).
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown_signal: impl Future<Output = ()>,
 ) -> io::Result<Stopped> {
+    let extra_threads = if config.sequential {
+        0
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
+    };
     let shared = Arc::new(Shared {
         config,
         open: AtomicUsize::new(0),
         stop: watch::Sender::new(false),
+        halt: watch::Sender::new(false),
         closing: watch::Sender::new(false),
     });
-    let mut stop = shared.stop.subscribe();
-    let mut tasks = JoinSet::new();
-    tokio::pin!(shutdown_signal);
+    // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt per server
+    // instead of one per connection. Replies are whole lines, written at once.
+    let _ = SockRef::from(&listener).set_tcp_nodelay(true);
+    let mut workers = Vec::with_capacity(extra_threads);
+    for i in 0..extra_threads {
+        let clone: std::net::TcpListener = SockRef::from(&listener).try_clone()?.into();
+        workers.push(Worker::spawn(i + 1, clone, Arc::clone(&shared))?);
+    }
 
-    let stopped = loop {
+    let mut tasks = JoinSet::new();
+    let mut stop = shared.stop.subscribe();
+    let halt = async {
+        tokio::select! {
+            () = until_set(&mut stop) => Stopped::ClientShutdown,
+            () = shutdown_signal => Stopped::Signal,
+        }
+    };
+    let stopped = accept_loop(&listener, &shared, &mut tasks, halt).await;
+
+    // Stop listening first, so no new client slips in, then tell the others.
+    shared.halt.send_replace(true);
+    drop(listener);
+    for worker in &mut workers {
+        let _ = (&mut worker.stopped_listening).await;
+    }
+    let why = match stopped {
+        Stopped::ClientShutdown => "a client sent 'shutdown'",
+        Stopped::Signal => "signal",
+    };
+    shared
+        .config
+        .log
+        .server(format_args!("shutting down ({why}): stopped listening"));
+    shared.closing.send_replace(true);
+    while tasks.join_next().await.is_some() {}
+    for worker in workers {
+        let _ = worker.done.await;
+        let _ = worker.thread.join();
+    }
+    shared.config.log.server(format_args!("shut down"));
+    Ok(stopped)
+}
+
+/// An accept loop on a thread of its own.
+#[derive(Debug)]
+struct Worker {
+    /// Fires once the worker dropped its handle on the listening socket.
+    stopped_listening: oneshot::Receiver<()>,
+    /// Fires once every connection of the worker is closed.
+    done: oneshot::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Worker {
+    fn spawn(i: usize, listener: std::net::TcpListener, shared: Arc<Shared>) -> io::Result<Worker> {
+        let (listening_tx, stopped_listening) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread = std::thread::Builder::new()
+            .name(format!("serve-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let mut tasks = JoinSet::new();
+                    if let Ok(listener) = TcpListener::from_std(listener) {
+                        let mut halt = shared.halt.subscribe();
+                        let halt = async {
+                            until_set(&mut halt).await;
+                            Stopped::Signal
+                        };
+                        accept_loop(&listener, &shared, &mut tasks, halt).await;
+                    }
+                    let _ = listening_tx.send(());
+                    while tasks.join_next().await.is_some() {}
+                    let _ = done_tx.send(());
+                });
+            })?;
+        Ok(Worker {
+            stopped_listening,
+            done,
+            thread,
+        })
+    }
+}
+
+/// Accepts clients until `halt` completes and returns its value. Clients are served by
+/// tasks in `tasks` on this thread, or, sequential, one at a time right here.
+async fn accept_loop(
+    listener: &TcpListener,
+    shared: &Arc<Shared>,
+    tasks: &mut JoinSet<()>,
+    halt: impl Future<Output = Stopped>,
+) -> Stopped {
+    let mut halt = pin!(halt);
+    loop {
         let (stream, peer) = tokio::select! {
+            biased;
+            stopped = &mut halt => return stopped,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
@@ -193,11 +301,8 @@ pub async fn run(
                     continue;
                 }
             },
-            () = until_set(&mut stop) => break Stopped::ClientShutdown,
-            () = &mut shutdown_signal => break Stopped::Signal,
         };
         while tasks.try_join_next().is_some() {}
-        let _ = stream.set_nodelay(true);
         if shared.open.load(Ordering::Relaxed) >= shared.config.max_conns {
             shared
                 .config
@@ -207,42 +312,23 @@ pub async fn run(
             continue;
         }
         shared.open.fetch_add(1, Ordering::Relaxed);
-        let conn = serve_conn(stream, peer, Arc::clone(&shared));
+        let conn = conn::serve_conn(stream, peer, Arc::clone(shared));
         if shared.config.sequential {
             // One at a time: the next client waits in the kernel's accept queue.
-            tokio::pin!(conn);
-            let signalled = tokio::select! {
-                () = &mut conn => false,
-                () = &mut shutdown_signal => true,
-            };
-            if signalled {
-                // Let the client being served hear the notice and get a FIN.
-                shared.closing.send_replace(true);
-                conn.await;
-                break Stopped::Signal;
-            }
-            if *shared.stop.borrow() {
-                break Stopped::ClientShutdown;
+            let mut conn = pin!(conn);
+            tokio::select! {
+                () = &mut conn => {}
+                stopped = &mut halt => {
+                    // Let the client being served hear the notice and get a FIN.
+                    shared.closing.send_replace(true);
+                    conn.await;
+                    return stopped;
+                }
             }
         } else {
             tasks.spawn(conn);
         }
-    };
-
-    // Stop listening first, so no new client slips in, then tell the others.
-    drop(listener);
-    let why = match stopped {
-        Stopped::ClientShutdown => "a client sent 'shutdown'",
-        Stopped::Signal => "signal",
-    };
-    shared
-        .config
-        .log
-        .server(format_args!("shutting down ({why}): stopped listening"));
-    shared.closing.send_replace(true);
-    while tasks.join_next().await.is_some() {}
-    shared.config.log.server(format_args!("shut down"));
-    Ok(stopped)
+    }
 }
 
 fn is_fd_exhaustion(err: &io::Error) -> bool {
@@ -255,133 +341,9 @@ async fn send_busy(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-/// How a connection ended, for the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    Quit,
-    Shutdown,
-    ServerClosing,
-    Idle,
-    Eof,
-    Reset,
-    Error,
-}
-
-impl End {
-    fn describe(self) -> &'static str {
-        match self {
-            End::Quit => "closed: server closed first (client sent 'quit')",
-            End::Shutdown => "closed: server closed first (client sent 'shutdown')",
-            End::ServerClosing => "closed: server closed first (server shutting down)",
-            End::Idle => "closed: server closed first (idle timeout)",
-            End::Eof => "closed: client closed first (EOF), server closed at once",
-            End::Reset => "closed: client reset the connection (RST)",
-            End::Error => "closed: socket error",
-        }
-    }
-}
-
-/// Serves one client from banner to close.
-async fn serve_conn(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let log = &shared.config.log;
-    log.conn(
-        peer,
-        format_args!("accepted ({} open)", shared.open.load(Ordering::Relaxed)),
-    );
-    let end = match converse(&mut stream, peer, &shared).await {
-        Ok(end) => end,
-        Err(err) if is_reset(&err) => End::Reset,
-        Err(err) => {
-            log.conn(peer, format_args!("error: {err}"));
-            End::Error
-        }
-    };
-    drop(stream);
-    shared.open.fetch_sub(1, Ordering::Relaxed);
-    log.conn(peer, format_args!("{}", end.describe()));
-    if end == End::Shutdown {
-        // This client is closed; now stop the server.
-        shared.stop.send_replace(true);
-    }
-}
-
-fn is_reset(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionAborted
-    )
-}
-
-/// The dialogue with one client; returns how it ended. The caller closes the socket.
-async fn converse(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> io::Result<End> {
-    let config = &shared.config;
-    let log = &config.log;
-    let mut closing = shared.closing.subscribe();
-    let mut session = Session::new(protocol::Config {
-        max_line: config.max_line,
-        may_shutdown: protocol::shutdown_allowed(peer.ip(), config.allow_remote_shutdown),
-    });
-    let mut buf = vec![0u8; READ_SIZE];
-    let mut out = Vec::with_capacity(READ_SIZE);
-    stream.write_all(protocol::BANNER).await?;
-    loop {
-        let read = tokio::select! {
-            biased;
-            read = stream.read(&mut buf) => read?,
-            () = until_set(&mut closing) => {
-                stream.write_all(protocol::SHUTTING_DOWN_NOTICE).await?;
-                return Ok(End::ServerClosing);
-            }
-            () = idle(config.idle_timeout) => {
-                let _ = stream.write_all(b"idle timeout: closing\n").await;
-                return Ok(End::Idle);
-            }
-        };
-        if read == 0 {
-            log.conn(peer, format_args!("eof{}", unterminated(&session)));
-            return Ok(End::Eof);
-        }
-        out.clear();
-        let status = session.feed(&buf[..read], &mut out, |event| match event {
-            Event::Line(line) => log.conn(peer, format_args!("line '{}'", log::escape(line))),
-            Event::TooLong => log.conn(peer, format_args!("line too long, discarded")),
-            Event::Quit => log.conn(peer, format_args!("quit")),
-            Event::Shutdown => log.conn(peer, format_args!("shutdown")),
-            Event::ShutdownRefused => {
-                log.conn(peer, format_args!("shutdown refused: not a loopback peer"))
-            }
-        });
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-        }
-        match status {
-            Status::Open => {}
-            Status::Quit => return Ok(End::Quit),
-            Status::Shutdown => return Ok(End::Shutdown),
-        }
-    }
-}
-
-fn unterminated(session: &Session) -> String {
-    match session.buffered() {
-        0 => String::new(),
-        n => format!(" ({n} bytes without a line end discarded)"),
-    }
-}
-
 /// Completes once the flag behind `rx` is set (or its sender is gone).
 async fn until_set(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|&set| set).await;
-}
-
-/// Completes after `timeout`, or never.
-async fn idle(timeout: Option<Duration>) {
-    match timeout {
-        Some(t) => tokio::time::sleep(t).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Completes on SIGINT or SIGTERM.
@@ -418,7 +380,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         allow_remote_shutdown: args.allow_remote_shutdown,
         log: if args.quiet { Log::Quiet } else { Log::Stderr },
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread here; `run` adds one per further core (see there why).
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
