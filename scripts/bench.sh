@@ -134,6 +134,9 @@ for run in $(seq 1 "$RUNS"); do
     for s in tcplab tokio; do
         ((IDLE_CONNS > 0)) || continue
         start_server "$s"
+        # Emptied here, not by the redirection below: that one happens in the child, maybe
+        # after the first look at the file.
+        : >"$WORK/idle.err"
         "$BIN/tcplab" bench "$SERVER_ADDR" --mode idle --conns "$IDLE_CONNS" --duration 1 \
             --timeout 30 --json >"$WORK/idle.json" 2>"$WORK/idle.err" &
         bench_pid=$!

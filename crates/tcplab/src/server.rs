@@ -11,14 +11,16 @@
 //! has and closes at once, so no socket of ours is ever left in CLOSE_WAIT.
 
 mod conn;
+mod lane;
 
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::pin;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -141,6 +143,12 @@ pub fn bind(options: &ListenOptions) -> io::Result<std::net::TcpListener> {
         Some(Protocol::TCP),
     )?;
     socket.set_reuse_address(options.reuseaddr)?;
+    // Accepted sockets inherit these (set before listen(), so that no client escapes
+    // them): replies are whole lines, written at once (no Nagle), and the timeouts bound
+    // every wait of a lane thread (see `lane`).
+    socket.set_tcp_nodelay(true)?;
+    socket.set_read_timeout(Some(lane::QUIET))?;
+    socket.set_write_timeout(Some(lane::QUIET))?;
     if options.reuseport {
         socket.set_reuse_port(true)?;
     }
@@ -150,7 +158,7 @@ pub fn bind(options: &ListenOptions) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// State shared by the accept loops and every connection task.
+/// State shared by the accept loops, the lane threads and every connection.
 #[derive(Debug)]
 struct Shared {
     config: Config,
@@ -161,56 +169,111 @@ struct Shared {
     /// Set by [`run`] when the server stops, for whatever reason: every accept loop
     /// stops and drops its handle on the listening socket.
     halt: watch::Sender<bool>,
+    /// `halt`, for the lane threads.
+    halted: AtomicBool,
     /// Set once nothing listens any more: tells clients to go.
     closing: watch::Sender<bool>,
+    /// `closing`, for the lane threads.
+    closing_now: AtomicBool,
+    /// Lane threads serving a client now (see [`lane`]).
+    lane_busy: AtomicUsize,
+    /// Bumped each time every lane thread became busy: wakes the async accept loops.
+    /// (Only then: waking them on every change would cost a context switch per client.)
+    lane_full: watch::Sender<u64>,
+    /// Number of lane threads.
+    lane_size: usize,
+    /// Accepted sockets may lack the listener's timeouts: lanes set them.
+    set_timeouts: bool,
 }
 
 /// Serves `listener` until a client sends `shutdown` or `shutdown_signal` completes, then
 /// shuts down gracefully and returns why it stopped.
 ///
-/// Unless sequential, the server runs one accept loop per core: this task's, plus one
-/// thread with a current-thread runtime per further core, each accepting on the same
-/// listening socket and serving the clients it accepted itself. A connection then lives
-/// on one thread from accept to close, so a round trip never wakes another thread (the
-/// cost that makes a plain multi-thread tokio server slow at low concurrency).
+/// How clients are served (the numbers behind it are in BENCHMARKS.md):
+/// - One lane thread per core accepts and serves a client at a time with blocking I/O,
+///   the fastest way for few clients, and hands a client that went quiet to the async
+///   side (see [`lane`]). `--sequential` is one lane thread that never hands over.
+/// - When every lane thread is busy, async accept loops take the new clients: this
+///   task's, plus a thread with a current-thread runtime per further core. A connection
+///   lives on one thread from accept to close, so a round trip never wakes another
+///   thread (the cost that makes a plain multi-thread tokio server slow at low
+///   concurrency).
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown_signal: impl Future<Output = ()>,
 ) -> io::Result<Stopped> {
-    let extra_threads = if config.sequential {
-        0
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
-    };
+    // Poll the signal once before any client is served: a future such as
+    // [`termination_signal`] installs its handler when first polled, and until then a
+    // SIGTERM would kill the process without a word to the clients.
+    let mut shutdown_signal = pin!(shutdown_signal);
+    let signalled_early =
+        std::future::poll_fn(|cx| Poll::Ready(shutdown_signal.as_mut().poll(cx).is_ready())).await;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let sequential = config.sequential;
+    let listener = listener.into_std()?;
+    // A listener from [`bind`] has the socket options that accepted sockets inherit.
+    // Another one gets them now, and the lanes set them on each client as well, since
+    // clients that connected before now did not inherit them.
+    let socket = SockRef::from(&listener);
+    // (The kernel keeps timeouts in jiffies: what it returns is close, not equal.)
+    let near_quiet = |t: Option<Duration>| t.is_some_and(|t| t <= lane::QUIET * 2);
+    let inherited = near_quiet(socket.read_timeout()?) && near_quiet(socket.write_timeout()?);
+    if !inherited {
+        let _ = socket.set_tcp_nodelay(true);
+        socket.set_read_timeout(Some(lane::QUIET))?;
+        socket.set_write_timeout(Some(lane::QUIET))?;
+    }
     let shared = Arc::new(Shared {
         config,
         open: AtomicUsize::new(0),
         stop: watch::Sender::new(false),
         halt: watch::Sender::new(false),
+        halted: AtomicBool::new(false),
         closing: watch::Sender::new(false),
+        closing_now: AtomicBool::new(false),
+        lane_busy: AtomicUsize::new(0),
+        lane_full: watch::Sender::new(0),
+        lane_size: if sequential { 1 } else { cores },
+        set_timeouts: !inherited,
     });
-    // Accepted sockets inherit TCP_NODELAY from the listener: one setsockopt per server
-    // instead of one per connection. Replies are whole lines, written at once.
-    let _ = SockRef::from(&listener).set_tcp_nodelay(true);
-    let mut workers = Vec::with_capacity(extra_threads);
-    for i in 0..extra_threads {
-        let clone: std::net::TcpListener = SockRef::from(&listener).try_clone()?.into();
-        workers.push(Worker::spawn(i + 1, clone, Arc::clone(&shared))?);
+
+    let handoff = (!sequential).then(tokio::runtime::Handle::current);
+    let mut lanes = Vec::with_capacity(shared.lane_size);
+    for i in 0..shared.lane_size {
+        let clone = listener.try_clone()?;
+        lanes.push(lane::spawn(i, clone, Arc::clone(&shared), handoff.clone())?);
+    }
+    let mut workers = Vec::new();
+    if !sequential {
+        for i in 1..cores {
+            let clone = listener.try_clone()?;
+            workers.push(Worker::spawn(i, clone, Arc::clone(&shared))?);
+        }
     }
 
     let mut tasks = JoinSet::new();
     let mut stop = shared.stop.subscribe();
     let halt = async {
+        if signalled_early {
+            return Stopped::Signal;
+        }
         tokio::select! {
             () = until_set(&mut stop) => Stopped::ClientShutdown,
             () = shutdown_signal => Stopped::Signal,
         }
     };
-    let stopped = accept_loop(&listener, &shared, &mut tasks, halt).await;
+    let stopped = if sequential {
+        halt.await
+    } else {
+        accept_loop(&listener, &shared, &mut tasks, halt).await
+    };
 
-    // Stop listening first, so no new client slips in, then tell the others.
+    // Stop listening first, so no new client slips in, then tell the others. Shutting
+    // the socket down (not just closing our descriptors) also wakes the lane threads.
+    shared.halted.store(true, Ordering::Release);
     shared.halt.send_replace(true);
+    let _ = SockRef::from(&listener).shutdown(std::net::Shutdown::Read);
     drop(listener);
     for worker in &mut workers {
         let _ = (&mut worker.stopped_listening).await;
@@ -223,11 +286,22 @@ pub async fn run(
         .config
         .log
         .server(format_args!("shutting down ({why}): stopped listening"));
+    shared.closing_now.store(true, Ordering::Release);
     shared.closing.send_replace(true);
     while tasks.join_next().await.is_some() {}
     for worker in workers {
         let _ = worker.done.await;
         let _ = worker.thread.join();
+    }
+    for lane in lanes {
+        while !lane.is_finished() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let _ = lane.join();
+    }
+    // Clients handed over by the lanes run as tasks of this runtime.
+    while shared.open.load(Ordering::Acquire) > 0 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     shared.config.log.server(format_args!("shut down"));
     Ok(stopped)
@@ -255,14 +329,13 @@ impl Worker {
             .spawn(move || {
                 runtime.block_on(async move {
                     let mut tasks = JoinSet::new();
-                    if let Ok(listener) = TcpListener::from_std(listener) {
-                        let mut halt = shared.halt.subscribe();
-                        let halt = async {
-                            until_set(&mut halt).await;
-                            Stopped::Signal
-                        };
-                        accept_loop(&listener, &shared, &mut tasks, halt).await;
-                    }
+                    let mut halt = shared.halt.subscribe();
+                    let halt = async {
+                        until_set(&mut halt).await;
+                        Stopped::Signal
+                    };
+                    accept_loop(&listener, &shared, &mut tasks, halt).await;
+                    drop(listener);
                     let _ = listening_tx.send(());
                     while tasks.join_next().await.is_some() {}
                     let _ = done_tx.send(());
@@ -276,57 +349,77 @@ impl Worker {
     }
 }
 
-/// Accepts clients until `halt` completes and returns its value. Clients are served by
-/// tasks in `tasks` on this thread, or, sequential, one at a time right here.
+/// How often an armed accept loop checks whether the lane has room again.
+const LANE_CHECK: Duration = Duration::from_millis(100);
+
+/// Accepts clients while every lane thread is busy, until `halt` completes, and returns
+/// its value. Clients are served by tasks in `tasks` on this thread.
+///
+/// The listening socket is registered with this thread's reactor only while armed: a
+/// registered listener would wake this thread for every new client, also those that a
+/// lane thread takes.
 async fn accept_loop(
-    listener: &TcpListener,
+    listener: &std::net::TcpListener,
     shared: &Arc<Shared>,
     tasks: &mut JoinSet<()>,
     halt: impl Future<Output = Stopped>,
 ) -> Stopped {
     let mut halt = pin!(halt);
+    let mut full = shared.lane_full.subscribe();
+    let lane = shared.lane_size;
+    let lane_is_full = || shared.lane_busy.load(Ordering::Acquire) >= lane;
     loop {
-        let (stream, peer) = tokio::select! {
+        tokio::select! {
             biased;
             stopped = &mut halt => return stopped,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    // EMFILE, ECONNABORTED and the like concern one connection or a
-                    // moment; the server goes on.
-                    shared.config.log.server(format_args!("accept failed: {err}"));
-                    if is_fd_exhaustion(&err) {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+            _ = full.wait_for(|_| lane_is_full()) => {}
+        }
+        let armed = match listener.try_clone().and_then(TcpListener::from_std) {
+            Ok(armed) => armed,
+            Err(err) => {
+                shared
+                    .config
+                    .log
+                    .server(format_args!("accept failed: {err}"));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let mut check = tokio::time::interval(LANE_CHECK);
+        loop {
+            let (stream, peer) = tokio::select! {
+                biased;
+                stopped = &mut halt => return stopped,
+                accepted = armed.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(err) => {
+                        // EMFILE, ECONNABORTED and the like concern one connection or a
+                        // moment; the server goes on.
+                        shared.config.log.server(format_args!("accept failed: {err}"));
+                        if is_fd_exhaustion(&err) {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                        continue;
+                    }
+                },
+                _ = check.tick() => {
+                    if !lane_is_full() {
+                        break;
                     }
                     continue;
                 }
-            },
-        };
-        while tasks.try_join_next().is_some() {}
-        if shared.open.load(Ordering::Relaxed) >= shared.config.max_conns {
-            shared
-                .config
-                .log
-                .conn(peer, format_args!("refused: server busy"));
-            tasks.spawn(send_busy(stream));
-            continue;
-        }
-        shared.open.fetch_add(1, Ordering::Relaxed);
-        let conn = conn::serve_conn(stream, peer, Arc::clone(shared));
-        if shared.config.sequential {
-            // One at a time: the next client waits in the kernel's accept queue.
-            let mut conn = pin!(conn);
-            tokio::select! {
-                () = &mut conn => {}
-                stopped = &mut halt => {
-                    // Let the client being served hear the notice and get a FIN.
-                    shared.closing.send_replace(true);
-                    conn.await;
-                    return stopped;
-                }
+            };
+            while tasks.try_join_next().is_some() {}
+            if shared.open.load(Ordering::Relaxed) >= shared.config.max_conns {
+                shared
+                    .config
+                    .log
+                    .conn(peer, format_args!("refused: server busy"));
+                tasks.spawn(send_busy(stream));
+                continue;
             }
-        } else {
-            tasks.spawn(conn);
+            shared.open.fetch_add(1, Ordering::Relaxed);
+            tasks.spawn(conn::serve_conn(stream, peer, Arc::clone(shared)));
         }
     }
 }

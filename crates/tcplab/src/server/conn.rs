@@ -43,7 +43,7 @@ thread_local! {
 
 /// How a connection ended, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     Quit,
     Shutdown,
     ServerClosing,
@@ -54,7 +54,8 @@ enum End {
 }
 
 impl End {
-    fn describe(self) -> &'static str {
+    /// The log line for this end.
+    pub(super) fn describe(self) -> &'static str {
         match self {
             End::Quit => "closed: server closed first (client sent 'quit')",
             End::Shutdown => "closed: server closed first (client sent 'shutdown')",
@@ -68,23 +69,72 @@ impl End {
 }
 
 /// Serves one client from banner to close.
-pub(super) async fn serve_conn(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let log = &shared.config.log;
-    log.conn(
+pub(super) async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    shared.config.log.conn(
         peer,
         format_args!("accepted ({} open)", shared.open.load(Ordering::Relaxed)),
     );
-    let end = match converse(&mut stream, peer, &shared).await {
-        Ok(end) => end,
-        Err(err) if is_reset(&err) => End::Reset,
-        Err(err) => {
-            log.conn(peer, format_args!("error: {err}"));
-            End::Error
+    serve(stream, peer, shared, None).await;
+}
+
+/// Goes on serving a client that the blocking lane handed over: its banner was sent,
+/// `session` holds what it said so far and `pending` the replies it has not taken yet.
+/// `stream` must be non-blocking.
+pub(super) async fn resume(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    session: Session,
+    pending: Vec<u8>,
+) {
+    match TcpStream::from_std(stream) {
+        Ok(mut stream) => {
+            if let Err(err) = stream.write_all(&pending).await {
+                let end = error_end(&shared.config.log, peer, &err);
+                drop(stream);
+                finish(&shared, peer, end);
+                return;
+            }
+            serve(stream, peer, shared, Some(session)).await;
         }
+        Err(err) => {
+            shared.config.log.conn(peer, format_args!("error: {err}"));
+            finish(&shared, peer, End::Error);
+        }
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    session: Option<Session>,
+) {
+    let end = match converse(&mut stream, peer, &shared, session).await {
+        Ok(end) => end,
+        Err(err) => error_end(&shared.config.log, peer, &err),
     };
     drop(stream);
+    finish(&shared, peer, end);
+}
+
+/// How an I/O error ends a connection (logged unless it is the client's reset).
+pub(super) fn error_end(log: &Log, peer: SocketAddr, err: &io::Error) -> End {
+    if is_reset(err) {
+        End::Reset
+    } else {
+        log.conn(peer, format_args!("error: {err}"));
+        End::Error
+    }
+}
+
+/// Bookkeeping once a connection is closed.
+pub(super) fn finish(shared: &Shared, peer: SocketAddr, end: End) {
     shared.open.fetch_sub(1, Ordering::Relaxed);
-    log.conn(peer, format_args!("{}", end.describe()));
+    shared
+        .config
+        .log
+        .conn(peer, format_args!("{}", end.describe()));
     if end == End::Shutdown {
         // This client is closed; now stop the server.
         shared.stop.send_replace(true);
@@ -110,14 +160,21 @@ enum Step {
 }
 
 /// The dialogue with one client; returns how it ended. The caller closes the socket.
-async fn converse(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> io::Result<End> {
+async fn converse(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    session: Option<Session>,
+) -> io::Result<End> {
     let config = &shared.config;
     let log = &config.log;
-    let mut session = Session::new(protocol::Config {
-        max_line: config.max_line,
-        may_shutdown: protocol::shutdown_allowed(peer.ip(), config.allow_remote_shutdown),
-    });
-    write_all(stream, protocol::BANNER).await?;
+    let mut session = match session {
+        Some(session) => session,
+        None => {
+            write_all(stream, protocol::BANNER).await?;
+            new_session(shared, peer)
+        }
+    };
 
     let mut closing_rx = shared.closing.subscribe();
     let mut closing = pin!(until_set(&mut closing_rx));
@@ -193,7 +250,16 @@ fn poll_step(
     })
 }
 
-fn log_event(log: &Log, peer: SocketAddr, event: Event<'_>) {
+/// The protocol state for a new client.
+pub(super) fn new_session(shared: &Shared, peer: SocketAddr) -> Session {
+    Session::new(protocol::Config {
+        max_line: shared.config.max_line,
+        may_shutdown: protocol::shutdown_allowed(peer.ip(), shared.config.allow_remote_shutdown),
+    })
+}
+
+/// Logs what the session noticed.
+pub(super) fn log_event(log: &Log, peer: SocketAddr, event: Event<'_>) {
     match event {
         Event::Line(line) => log.conn(peer, format_args!("line '{}'", log::escape(line))),
         Event::TooLong => log.conn(peer, format_args!("line too long, discarded")),
@@ -232,7 +298,8 @@ async fn write_all(stream: &mut TcpStream, bytes: &[u8]) -> io::Result<()> {
     }
 }
 
-fn unterminated(session: &Session) -> String {
+/// A note on bytes of an unterminated line, for the log.
+pub(super) fn unterminated(session: &Session) -> String {
     match session.buffered() {
         0 => String::new(),
         n => format!(" ({n} bytes without a line end discarded)"),

@@ -1,0 +1,291 @@
+//! The blocking lane: the classic design's strength, kept.
+//!
+//! A blocking server answers a round trip with two syscalls (read, write) and serves a
+//! whole connection with four (accept, write, read, close); an epoll server needs a third
+//! per round trip and about a dozen per connection (epoll_wait, registration and
+//! deregistration, the accept that drains the queue, ...). Measured here: 40 µs against
+//! 80 µs of server CPU per connection cycle. So `tcplab serve` runs one lane thread per
+//! core that accepts and serves one client at a time with blocking I/O, and hands a
+//! client to the async side (`conn::resume`) once it has been quiet for [`QUIET`]: the
+//! lane is free again for the next client and idle clients cost no thread. While every
+//! lane thread is busy, the async accept loops take new clients (`accept_loop`).
+//!
+//! `--sequential` is one lane thread that never hands over: the classic example's design,
+//! with correct framing, shutdown and idle timeout.
+//!
+//! Lane threads wait for clients on an epoll of their own with `EPOLLEXCLUSIVE`, so a new
+//! connection wakes one of them, not all. (The listening socket must stay non-blocking
+//! for tokio, and that flag is shared by every duplicate of the descriptor, so a plain
+//! blocking accept(2) is not available.) Accepted sockets are blocking and inherit the
+//! listener's `SO_RCVTIMEO`/`SO_SNDTIMEO`, which bound every wait of a lane thread.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tcplab_core::protocol::{self, Session, Status};
+use tokio::runtime::Handle;
+
+use super::conn::{self, End};
+use super::Shared;
+
+/// A client quiet this long is handed to the async side.
+pub(super) const QUIET: Duration = Duration::from_millis(50);
+
+/// Bytes taken by one read.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Starts a lane thread on `listener` (a duplicate of the listening socket). With a
+/// `handoff` runtime, quiet clients move there; without, the thread keeps each client
+/// to the end.
+pub(super) fn spawn(
+    i: usize,
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    handoff: Option<Handle>,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    let epoll = Epoll::exclusive(&listener)?;
+    std::thread::Builder::new()
+        .name(format!("serve-lane-{i}"))
+        .spawn(move || run(&listener, &epoll, &shared, handoff.as_ref()))
+}
+
+fn run(listener: &TcpListener, epoll: &Epoll, shared: &Arc<Shared>, handoff: Option<&Handle>) {
+    let mut buf = vec![0u8; READ_SIZE];
+    let mut out = Vec::with_capacity(READ_SIZE);
+    while !shared.halted.load(Ordering::Acquire) {
+        // Woken by a new client, by the shutdown of the listening socket, or to check
+        // whether the server halted.
+        if !epoll.wait(QUIET) {
+            continue;
+        }
+        let (stream, peer) = match listener.accept() {
+            Ok(pair) => pair,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(_) if shared.halted.load(Ordering::Acquire) => break,
+            Err(err) => {
+                shared
+                    .config
+                    .log
+                    .server(format_args!("accept failed: {err}"));
+                if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+        };
+        serve(stream, peer, shared, handoff, &mut buf, &mut out);
+    }
+}
+
+/// How a lane's dialogue stopped.
+enum Outcome {
+    /// The connection is over.
+    Ended(End),
+    /// The client went quiet: the async side takes it, with the session and the reply
+    /// bytes not yet written.
+    Quiet(Session, Vec<u8>),
+}
+
+fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    handoff: Option<&Handle>,
+    buf: &mut [u8],
+    out: &mut Vec<u8>,
+) {
+    let log = &shared.config.log;
+    if shared.open.load(Ordering::Relaxed) >= shared.config.max_conns {
+        log.conn(peer, format_args!("refused: server busy"));
+        let _ = (&stream).write_all(protocol::BUSY_NOTICE);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        return;
+    }
+    if shared.set_timeouts {
+        let timeouts = stream
+            .set_read_timeout(Some(QUIET))
+            .and_then(|()| stream.set_write_timeout(Some(QUIET)));
+        if let Err(err) = timeouts {
+            log.conn(peer, format_args!("error: {err}"));
+            return;
+        }
+    }
+    let open = shared.open.fetch_add(1, Ordering::Relaxed) + 1;
+    log.conn(peer, format_args!("accepted ({open} open)"));
+    if shared.lane_busy.fetch_add(1, Ordering::AcqRel) + 1 == shared.lane_size {
+        shared.lane_full.send_modify(|n| *n += 1);
+    }
+    let outcome = converse(&stream, peer, shared, handoff.is_some(), buf, out);
+    shared.lane_busy.fetch_sub(1, Ordering::AcqRel);
+    let end = match (outcome, handoff) {
+        (Ok(Outcome::Quiet(session, pending)), Some(handle)) => {
+            match stream.set_nonblocking(true) {
+                Ok(()) => {
+                    handle.spawn(conn::resume(
+                        stream,
+                        peer,
+                        Arc::clone(shared),
+                        session,
+                        pending,
+                    ));
+                    return;
+                }
+                Err(err) => conn::error_end(log, peer, &err),
+            }
+        }
+        (Ok(Outcome::Quiet(..)), None) => End::Error,
+        (Ok(Outcome::Ended(end)), _) => end,
+        (Err(err), _) => conn::error_end(log, peer, &err),
+    };
+    drop(stream);
+    conn::finish(shared, peer, end);
+}
+
+/// The dialogue with one client over a blocking socket whose reads and writes time out
+/// after [`QUIET`]: then a sequential lane checks for shutdown and idle timeout, the
+/// others hand the client over.
+fn converse(
+    mut stream: &TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    may_hand_off: bool,
+    buf: &mut [u8],
+    out: &mut Vec<u8>,
+) -> io::Result<Outcome> {
+    let log = &shared.config.log;
+    let mut session = conn::new_session(shared, peer);
+    let idle_timeout = shared.config.idle_timeout;
+    let mut last_active = Instant::now();
+    out.clear();
+    out.extend_from_slice(protocol::BANNER);
+    loop {
+        if !out.is_empty() {
+            let sent = write_some(stream, out)?;
+            if sent < out.len() {
+                // The client does not read: the async side waits for it, not a lane.
+                if may_hand_off {
+                    return Ok(Outcome::Quiet(session, out[sent..].to_vec()));
+                }
+                if shared.closing_now.load(Ordering::Acquire) {
+                    return Ok(Outcome::Ended(End::ServerClosing));
+                }
+                out.drain(..sent);
+                continue;
+            }
+            out.clear();
+        }
+        if shared.closing_now.load(Ordering::Acquire) {
+            let _ = stream.write_all(protocol::SHUTTING_DOWN_NOTICE);
+            return Ok(Outcome::Ended(End::ServerClosing));
+        }
+        let n = match stream.read(buf) {
+            Ok(n) => n,
+            Err(err) if is_timeout(&err) => {
+                if shared.closing_now.load(Ordering::Acquire) {
+                    continue;
+                }
+                if may_hand_off {
+                    return Ok(Outcome::Quiet(session, Vec::new()));
+                }
+                if idle_timeout.is_some_and(|t| last_active.elapsed() >= t) {
+                    let _ = stream.write_all(b"idle timeout: closing\n");
+                    return Ok(Outcome::Ended(End::Idle));
+                }
+                continue;
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        if n == 0 {
+            log.conn(peer, format_args!("eof{}", conn::unterminated(&session)));
+            return Ok(Outcome::Ended(End::Eof));
+        }
+        last_active = Instant::now();
+        let status = session.feed(&buf[..n], out, |event| conn::log_event(log, peer, event));
+        match status {
+            Status::Open => {}
+            Status::Quit | Status::Shutdown => {
+                // Replies before the command still go out; the command produced none.
+                if !out.is_empty() {
+                    stream.write_all(out)?;
+                }
+                let end = if status == Status::Quit {
+                    End::Quit
+                } else {
+                    End::Shutdown
+                };
+                return Ok(Outcome::Ended(end));
+            }
+        }
+    }
+}
+
+/// Writes as much of `bytes` as the socket takes before its send timeout.
+fn write_some(mut stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match stream.write(&bytes[sent..]) {
+            Ok(n) => sent += n,
+            Err(err) if is_timeout(&err) => break,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(sent)
+}
+
+fn is_timeout(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// An epoll instance watching one listening socket with `EPOLLEXCLUSIVE`.
+#[derive(Debug)]
+struct Epoll(OwnedFd);
+
+impl Epoll {
+    fn exclusive(listener: &TcpListener) -> io::Result<Epoll> {
+        // SAFETY: epoll_create1 takes no pointers; a non-negative result is a new
+        // descriptor that we own from here on.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by epoll_create1 and is owned by nobody else.
+        let epoll = Epoll(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32,
+            u64: 0,
+        };
+        // SAFETY: both descriptors are open for the duration of the call and `event` is
+        // a valid epoll_event that the kernel only reads.
+        let rc = unsafe {
+            libc::epoll_ctl(
+                epoll.0.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                listener.as_raw_fd(),
+                &mut event,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(epoll)
+    }
+
+    /// Waits up to `timeout` for the listener to be readable (or shut down).
+    fn wait(&self, timeout: Duration) -> bool {
+        let mut event = libc::epoll_event { events: 0, u64: 0 };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: the epoll descriptor is open and `event` has room for the one event
+        // we ask for.
+        let n = unsafe { libc::epoll_wait(self.0.as_raw_fd(), &mut event, 1, ms) };
+        n > 0
+    }
+}
