@@ -106,7 +106,12 @@ median() { # numbers...
     printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {if (NR==0) print ""; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'
 }
 
-declare -A OPS P50 P99 ERRS RSS
+# Server CPU time (user + system, all threads) in clock ticks: a figure that a busy
+# machine disturbs far less than a rate does.
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+declare -A OPS P50 P99 ERRS RSS CPU
 for run in $(seq 1 "$RUNS"); do
     for cell in "${CELLS[@]}"; do
         read -r mode conns <<<"$cell"
@@ -114,8 +119,10 @@ for run in $(seq 1 "$RUNS"); do
             start_server "$s"
             # A generous timeout: clients queued behind a one-at-a-time server wait, they
             # have not failed.
+            cpu0=$(cpu_ticks "$SERVER_PID")
             json=$("$BIN/tcplab" bench "$SERVER_ADDR" --mode "$mode" --conns "$conns" \
                 --duration "$DURATION" --warmup "$WARMUP" --timeout 30 --json 2>>"$WORK/bench.err" || true)
+            cpu1=$(cpu_ticks "$SERVER_PID")
             stop_server
             if [[ -z $json ]]; then
                 echo "bench.sh: no report from tcplab bench for $s $cell: $(tail -3 "$WORK/bench.err")" >&2
@@ -127,6 +134,8 @@ for run in $(seq 1 "$RUNS"); do
             P50[$key]+=" $(field "$json" p50)"
             P99[$key]+=" $(field "$json" p99)"
             ERRS[$key]=$((${ERRS[$key]:-0} + $(field "$json" total)))
+            all_ops=$(($(field "$json" ops) + $(field "$json" warmup_ops)))
+            CPU[$key]+=" $(awk -v t=$((cpu1 - cpu0)) -v hz="$HZ" -v n="$all_ops" 'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n }')"
             printf 'run %s  %-7s %-5s %-26s %10.0f/s  errors %s\n' "$run" "$mode" "$conns" "${LABEL[$s]}" \
                 "$(field "$json" ops_per_sec)" "$(field "$json" total)" >&2
         done
@@ -213,6 +222,20 @@ latency_table() {
     done
 }
 
+cpu_table() {
+    echo "| load | tcplab serve | tcplab serve --sequential | baseline-blocking | baseline-tokio |"
+    echo "|---|---:|---:|---:|---:|"
+    for cell in "${CELLS[@]}"; do
+        read -r mode conns <<<"$cell"
+        local row="| $mode, $conns |"
+        for s in "${SERVERS[@]}"; do
+            # shellcheck disable=SC2086
+            row+=" $(median ${CPU["$s|$cell"]}) |"
+        done
+        echo "$row"
+    done
+}
+
 errors_note() {
     local any=0 key
     for key in "${!ERRS[@]}"; do
@@ -243,6 +266,10 @@ SECTION=$WORK/section.md
     echo "Latency, p50 / p99 in µs (median over runs):"
     echo
     latency_table
+    echo
+    echo "Server CPU time per operation in µs (user + system, all threads, warm-up included; median over runs). Less disturbed by a busy machine than the rates above, it shows the cost of each design:"
+    echo
+    cpu_table
     echo
     errors_note
     echo "<!-- END echo-server -->"

@@ -364,6 +364,7 @@ struct Report {
     warmup_s: f64,
     elapsed_s: f64,
     ops: u64,
+    warmup_ops: u64,
     ops_per_sec: f64,
     held: u64,
     latency_ns: Latency,
@@ -454,6 +455,7 @@ impl Report {
             warmup_s: args.warmup,
             elapsed_s: elapsed,
             ops: t.ops,
+            warmup_ops: t.warmup_ops,
             ops_per_sec: if elapsed > 0.0 {
                 t.ops as f64 / elapsed
             } else {

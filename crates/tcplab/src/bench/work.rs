@@ -85,6 +85,8 @@ pub fn wrong_reply() -> io::Error {
 pub struct Tally {
     /// Successful operations inside the measured window.
     pub ops: u64,
+    /// Successful operations during the warm-up.
+    pub warmup_ops: u64,
     /// Failed operations by [`ErrorKind`] (index in [`ErrorKind::ALL`]).
     pub errors: [u64; 6],
     /// Latency of the successful measured operations, in nanoseconds.
@@ -100,6 +102,7 @@ impl Tally {
     pub fn new() -> Tally {
         Tally {
             ops: 0,
+            warmup_ops: 0,
             errors: [0; 6],
             // 1 ns to 1 hour at 3 significant digits; larger values saturate.
             hist: Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
@@ -117,6 +120,7 @@ impl Tally {
     /// Adds `other` into this tally.
     pub fn merge(&mut self, other: &Tally) {
         self.ops += other.ops;
+        self.warmup_ops += other.warmup_ops;
         self.held += other.held;
         for (a, b) in self.errors.iter_mut().zip(other.errors) {
             *a += b;
@@ -217,7 +221,7 @@ impl Plan {
                 let ns = u64::try_from((now - t0).as_nanos()).unwrap_or(u64::MAX);
                 tally.hist.saturating_record(ns.max(1));
             }
-            Ok(()) => {}
+            Ok(()) => tally.warmup_ops += 1,
             Err(err) => tally.error(ErrorKind::of(&err)),
         }
     }

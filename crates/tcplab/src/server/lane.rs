@@ -204,7 +204,10 @@ fn converse(
             log.conn(peer, format_args!("eof{}", conn::unterminated(&session)));
             return Ok(Outcome::Ended(End::Eof));
         }
-        last_active = Instant::now();
+        // (Only a lane that keeps its clients needs the time: the others hand over.)
+        if !may_hand_off && idle_timeout.is_some() {
+            last_active = Instant::now();
+        }
         let status = session.feed(&buf[..n], out, |event| conn::log_event(log, peer, event));
         match status {
             Status::Open => {}
