@@ -177,11 +177,15 @@ struct Shared {
     closing_now: AtomicBool,
     /// Lane threads serving a client now (see [`lane`]).
     lane_busy: AtomicUsize,
-    /// Bumped each time every lane thread became busy: wakes the async accept loops.
-    /// (Only then: waking them on every change would cost a context switch per client.)
+    /// Bumped when a lane calls for help (see `lane::call_for_help`): wakes the async
+    /// accept loops.
     lane_full: watch::Sender<u64>,
     /// Number of lane threads.
     lane_size: usize,
+    /// Async accept loops taking clients now. While there are, the lanes hand their
+    /// clients over after each answer: with many clients, the async side serves several
+    /// per wakeup, a lane one per context switch.
+    armed: AtomicUsize,
     /// Accepted sockets may lack the listener's timeouts: lanes set them.
     set_timeouts: bool,
 }
@@ -234,6 +238,7 @@ pub async fn run(
         closing_now: AtomicBool::new(false),
         lane_busy: AtomicUsize::new(0),
         lane_full: watch::Sender::new(0),
+        armed: AtomicUsize::new(0),
         lane_size: if sequential { 1 } else { cores },
         set_timeouts: !inherited,
     });
@@ -349,11 +354,20 @@ impl Worker {
     }
 }
 
+/// Counts an armed accept loop down when it disarms, however it leaves.
+struct Disarm<'a>(&'a AtomicUsize);
+
+impl Drop for Disarm<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// How often an armed accept loop checks whether the lane has room again.
 const LANE_CHECK: Duration = Duration::from_millis(100);
 
-/// Accepts clients while every lane thread is busy, until `halt` completes, and returns
-/// its value. Clients are served by tasks in `tasks` on this thread.
+/// Accepts clients from a lane's call for help for as long as every lane thread stays
+/// busy, until `halt` completes, and returns its value. Clients are served by tasks in `tasks` on this thread.
 ///
 /// The listening socket is registered with this thread's reactor only while armed: a
 /// registered listener would wake this thread for every new client, also those that a
@@ -365,14 +379,14 @@ async fn accept_loop(
     halt: impl Future<Output = Stopped>,
 ) -> Stopped {
     let mut halt = pin!(halt);
-    let mut full = shared.lane_full.subscribe();
+    let mut help = shared.lane_full.subscribe();
     let lane = shared.lane_size;
     let lane_is_full = || shared.lane_busy.load(Ordering::Acquire) >= lane;
     loop {
         tokio::select! {
             biased;
             stopped = &mut halt => return stopped,
-            _ = full.wait_for(|_| lane_is_full()) => {}
+            _ = help.changed() => {}
         }
         let armed = match listener.try_clone().and_then(TcpListener::from_std) {
             Ok(armed) => armed,
@@ -386,6 +400,8 @@ async fn accept_loop(
             }
         };
         let mut check = tokio::time::interval(LANE_CHECK);
+        shared.armed.fetch_add(1, Ordering::AcqRel);
+        let _disarm = Disarm(&shared.armed);
         loop {
             let (stream, peer) = tokio::select! {
                 biased;

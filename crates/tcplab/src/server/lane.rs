@@ -32,8 +32,16 @@ use tokio::runtime::Handle;
 use super::conn::{self, End};
 use super::Shared;
 
-/// A client quiet this long is handed to the async side.
-pub(super) const QUIET: Duration = Duration::from_millis(50);
+/// A client quiet this long is handed to the async side; a client served this long
+/// makes the lane call the async side for help if every lane is busy.
+pub(super) const QUIET: Duration = Duration::from_millis(5);
+
+/// How often an idle lane thread checks whether the server halted (the shutdown of the
+/// listening socket wakes it at once; this is a safety net).
+const HALT_CHECK: Duration = Duration::from_millis(100);
+
+/// Round trips between two looks at the clock for [`QUIET`].
+const CLOCK_EVERY: u32 = 64;
 
 /// Bytes taken by one read.
 const READ_SIZE: usize = 16 * 1024;
@@ -59,7 +67,7 @@ fn run(listener: &TcpListener, epoll: &Epoll, shared: &Arc<Shared>, handoff: Opt
     while !shared.halted.load(Ordering::Acquire) {
         // Woken by a new client, by the shutdown of the listening socket, or to check
         // whether the server halted.
-        if !epoll.wait(QUIET) {
+        if !epoll.wait(HALT_CHECK) {
             continue;
         }
         let (stream, peer) = match listener.accept() {
@@ -85,8 +93,8 @@ fn run(listener: &TcpListener, epoll: &Epoll, shared: &Arc<Shared>, handoff: Opt
 enum Outcome {
     /// The connection is over.
     Ended(End),
-    /// The client went quiet: the async side takes it, with the session and the reply
-    /// bytes not yet written.
+    /// The client went quiet (or the server is busy): the async side takes it, with the
+    /// session and the reply bytes not yet written.
     Quiet(Session, Vec<u8>),
 }
 
@@ -116,9 +124,7 @@ fn serve(
     }
     let open = shared.open.fetch_add(1, Ordering::Relaxed) + 1;
     log.conn(peer, format_args!("accepted ({open} open)"));
-    if shared.lane_busy.fetch_add(1, Ordering::AcqRel) + 1 == shared.lane_size {
-        shared.lane_full.send_modify(|n| *n += 1);
-    }
+    shared.lane_busy.fetch_add(1, Ordering::AcqRel);
     let outcome = converse(&stream, peer, shared, handoff.is_some(), buf, out);
     shared.lane_busy.fetch_sub(1, Ordering::AcqRel);
     let end = match (outcome, handoff) {
@@ -160,6 +166,9 @@ fn converse(
     let mut session = conn::new_session(shared, peer);
     let idle_timeout = shared.config.idle_timeout;
     let mut last_active = Instant::now();
+    let started = Instant::now();
+    let mut reads = 0u32;
+    let mut called_for_help = false;
     out.clear();
     out.extend_from_slice(protocol::BANNER);
     loop {
@@ -177,6 +186,9 @@ fn converse(
                 continue;
             }
             out.clear();
+            if may_hand_off && shared.armed.load(Ordering::Acquire) > 0 {
+                return Ok(Outcome::Quiet(session, Vec::new()));
+            }
         }
         if shared.closing_now.load(Ordering::Acquire) {
             let _ = stream.write_all(protocol::SHUTTING_DOWN_NOTICE);
@@ -189,6 +201,7 @@ fn converse(
                     continue;
                 }
                 if may_hand_off {
+                    call_for_help(shared);
                     return Ok(Outcome::Quiet(session, Vec::new()));
                 }
                 if idle_timeout.is_some_and(|t| last_active.elapsed() >= t) {
@@ -203,6 +216,16 @@ fn converse(
         if n == 0 {
             log.conn(peer, format_args!("eof{}", conn::unterminated(&session)));
             return Ok(Outcome::Ended(End::Eof));
+        }
+        reads = reads.wrapping_add(1);
+        if may_hand_off
+            && !called_for_help
+            && reads % CLOCK_EVERY == 0
+            && started.elapsed() >= QUIET
+        {
+            // A long, busy client: if every lane has one, new clients need the async side.
+            call_for_help(shared);
+            called_for_help = true;
         }
         // (Only a lane that keeps its clients needs the time: the others hand over.)
         if !may_hand_off && idle_timeout.is_some() {
@@ -224,6 +247,17 @@ fn converse(
                 return Ok(Outcome::Ended(end));
             }
         }
+    }
+}
+
+/// Arms the async accept loops when every lane thread is busy: clients may be waiting.
+/// Only on these rare occasions, not on every accept: a wakeup of the async threads per
+/// client would cost more than it saves (short clients are done before it matters).
+fn call_for_help(shared: &Shared) {
+    if shared.lane_busy.load(Ordering::Acquire) >= shared.lane_size
+        && shared.armed.load(Ordering::Acquire) == 0
+    {
+        shared.lane_full.send_modify(|n| *n += 1);
     }
 }
 
