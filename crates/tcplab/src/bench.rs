@@ -12,7 +12,11 @@
 //! Latency comes from an HDR histogram. The generator shares the machine with the
 //! server it measures, so it is built to be cheap: with few connections each has its
 //! own thread and blocking socket (two syscalls per round trip), with many a
-//! current-thread runtime per core (see [`engine_async`]).
+//! current-thread runtime per core (see [`engine_async`]). Measured against
+//! baseline-tokio (generator CPU per operation, rate): rt 1 conn blocking 11.7 µs
+//! 29.6k/s, async 14.0 µs 19.4k/s; rt 10 blocking 14.9 µs 47.7k/s, async 12.6 µs
+//! 40.7k/s; rt 100 blocking 21.2 µs 38.6k/s, async 11.8 µs 36.3k/s; conn 50 blocking
+//! 106 µs 8.9k/s, async 86 µs 6.8k/s. Hence blocking up to 64 connections.
 
 mod engine_async;
 mod work;
