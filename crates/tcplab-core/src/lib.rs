@@ -14,3 +14,4 @@
 pub mod event;
 pub mod protocol;
 pub mod state;
+pub mod timeline;
