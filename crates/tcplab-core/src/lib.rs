@@ -13,5 +13,6 @@
 
 pub mod event;
 pub mod protocol;
+pub mod render;
 pub mod state;
 pub mod timeline;

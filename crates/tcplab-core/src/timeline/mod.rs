@@ -418,4 +418,6 @@ mod bytes_as_text {
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;
