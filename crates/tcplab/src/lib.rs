@@ -14,8 +14,10 @@
 //! - [`exit`]: the documented exit codes and the error type that carries one.
 
 pub mod client;
+pub mod clock;
 pub mod exit;
 pub mod lab;
 pub mod log;
+pub mod netns;
 pub mod probe;
 pub mod server;

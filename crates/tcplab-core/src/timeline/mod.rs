@@ -24,7 +24,7 @@ use crate::state::TcpState;
 mod build;
 mod infer;
 
-pub use build::build;
+pub use build::{build, build_connection};
 pub use infer::infer;
 
 /// TCP header flag bits (RFC 9293 §3.1), as in the header's byte 13.

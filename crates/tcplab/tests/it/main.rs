@@ -2,5 +2,6 @@
 //! Tests that need root call [`support::privileged`] first.
 
 mod connect;
+mod lab;
 mod serve;
 mod support;
