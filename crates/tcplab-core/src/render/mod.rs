@@ -1,8 +1,10 @@
-//! Renderers: text for people (terminal ladder, Mermaid) and for programs (JSON).
-//! Each takes finished data and returns text; none does I/O.
+//! Renderers: text for people (terminal ladder, SVG, HTML, Mermaid) and for programs
+//! (JSON). Each takes finished data and returns text; none does I/O.
 
+pub mod html;
 pub mod ladder;
 pub mod mermaid;
+pub mod svg;
 
 use serde::Serialize;
 
