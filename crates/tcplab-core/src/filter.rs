@@ -85,41 +85,44 @@ struct Token {
 }
 
 fn tokenize(words: &[String]) -> (Vec<Token>, usize) {
+    // Words may themselves hold spaces (a quoted filter); columns count in the text
+    // the words make when joined by single spaces.
+    let text = words.join(" ");
     let mut tokens = Vec::new();
-    let mut column = 1;
-    for word in words {
-        let mut cur = String::new();
-        let mut start = column;
-        for (i, ch) in word.chars().enumerate() {
-            if ch == '(' || ch == ')' {
-                if !cur.is_empty() {
-                    tokens.push(Token {
-                        text: std::mem::take(&mut cur),
-                        column: start,
-                    });
-                }
+    let mut cur = String::new();
+    let mut start = 1;
+    let mut end = 1;
+    for (i, ch) in text.chars().enumerate() {
+        let column = i + 1;
+        end = column + 1;
+        if ch.is_whitespace() || ch == '(' || ch == ')' {
+            if !cur.is_empty() {
+                tokens.push(Token {
+                    text: std::mem::take(&mut cur),
+                    column: start,
+                });
+            }
+            if !ch.is_whitespace() {
                 tokens.push(Token {
                     text: ch.to_string(),
-                    column: column + i,
+                    column,
                 });
-                start = column + i + 1;
-            } else {
-                if cur.is_empty() {
-                    start = column + i;
-                }
-                cur.push(ch);
             }
+        } else {
+            if cur.is_empty() {
+                start = column;
+            }
+            cur.push(ch);
         }
-        if !cur.is_empty() {
-            tokens.push(Token {
-                text: cur,
-                column: start,
-            });
-        }
-        column += word.chars().count() + 1;
+    }
+    if !cur.is_empty() {
+        tokens.push(Token {
+            text: cur,
+            column: start,
+        });
     }
     // The end is the column right after the last character.
-    (tokens, column.saturating_sub(1).max(1))
+    (tokens, end)
 }
 
 struct Parser {

@@ -18,6 +18,10 @@ fn errors_name_the_column() {
     err_at("host 1.2.3", 6);
     err_at("port 80 frob", 9);
     err_at("tcp or", 7);
+    // One word holding the whole filter (quoted on the command line).
+    let e = parse(&["tcp and (port".to_string(), "x)".to_string()]).unwrap_err();
+    assert_eq!(e.column, 15, "{e}");
+    assert!(parse(&["src port 80 or dst port 81".to_string()]).is_ok());
 }
 
 /// Ethernet + IPv4 + TCP 33882 -> 61001 (the SYN of the handshake fixture).
