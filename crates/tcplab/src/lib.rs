@@ -15,7 +15,10 @@
 
 pub mod capture;
 pub mod client;
+pub mod clock;
 pub mod exit;
 pub mod lab;
+pub mod log;
+pub mod netns;
 pub mod probe;
 pub mod server;

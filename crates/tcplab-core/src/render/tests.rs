@@ -1,31 +1,70 @@
 use super::*;
+use crate::timeline::fixtures::*;
+use crate::timeline::{build, infer};
 
-#[test]
-fn time_is_hh_mm_ss_micros_with_offset() {
-    let mut out = Vec::new();
-    write_time(1_700_000_000_123_456_789, 0, &mut out);
-    assert_eq!(out, b"22:13:20.123456");
-    out.clear();
-    write_time(1_700_000_000_000_000_000, 3600, &mut out);
-    assert_eq!(out, b"23:13:20.000000");
-    out.clear();
-    write_time(0, -3600, &mut out);
-    assert_eq!(out, b"23:00:00.000000");
+fn traced() -> Connection {
+    build(&echo_segments(), &echo_changes(), &echo_calls()).remove(0)
 }
 
 #[test]
-fn hex_dump_pads_short_lines_like_tcpdump() {
-    let mut out = Vec::new();
-    hex_and_ascii(b"hello world!!", &mut out);
-    assert_eq!(
-        String::from_utf8(out).unwrap(),
-        "\n\t0x0000:  6865 6c6c 6f20 776f 726c 6421 21         hello.world!!"
-    );
+fn ladder_of_a_traced_echo_run() {
+    insta::assert_snapshot!(ladder::render(&traced(), ladder::Style::default()));
 }
 
 #[test]
-fn ascii_drops_cr_before_lf_only() {
-    let mut out = Vec::new();
-    ascii(b"a\r\nb\rc\x01", &mut out);
-    assert_eq!(out, b"\na\nb.c.");
+fn ladder_of_an_inferred_echo_run_marks_inferred_states() {
+    let conn = infer(&echo_segments()).remove(0);
+    let text = ladder::render(&conn, ladder::Style::default());
+    assert!(text.contains("SYN_SENT*"));
+    assert!(text.contains("* inferred from the segments"));
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn ladder_fits_the_width() {
+    for width in [60, 80, 100, 160] {
+        let style = ladder::Style {
+            width,
+            ..ladder::Style::default()
+        };
+        let text = ladder::render(&traced(), style);
+        for line in text.lines().filter(|l| l.contains('│')) {
+            assert!(
+                line.chars().count() <= width + 14,
+                "{width}: {line} ({} columns)",
+                line.chars().count()
+            );
+        }
+    }
+}
+
+#[test]
+fn ladder_has_no_colour_codes_unless_asked() {
+    let plain = ladder::render(&traced(), ladder::Style::default());
+    assert!(!plain.contains('\x1b'));
+    let color = ladder::Style {
+        color: true,
+        ..ladder::Style::default()
+    };
+    assert!(ladder::render(&traced(), color).contains("\x1b[1;33m"));
+}
+
+#[test]
+fn mermaid_of_a_traced_echo_run() {
+    insta::assert_snapshot!(mermaid::render(&traced()));
+}
+
+#[test]
+fn json_document_has_version_and_connections() {
+    let value: serde_json::Value = serde_json::from_str(&json(&[traced()])).unwrap();
+    assert_eq!(value["version"], 1);
+    assert_eq!(value["connections"][0]["client"], C);
+    let first_state = value["connections"][0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "state")
+        .unwrap();
+    assert_eq!(first_state["to"], "SYN_SENT");
+    assert_eq!(first_state["cause"]["kind"], "sent");
 }

@@ -2,3 +2,5 @@
 //! (bytes, state changes) and leaves all interpretation to `tcplab_core`.
 
 pub mod capture;
+pub mod sockdiag;
+pub mod tracefs;

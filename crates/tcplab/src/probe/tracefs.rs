@@ -1,0 +1,617 @@
+//! Kernel TCP events from tracepoints, through a private tracefs instance.
+//!
+//! An instance (`instances/tcplab-<pid>-<starttime>`) has its own ring buffer, clock,
+//! filters and enabled events, so we never disturb the global trace or another tool.
+//! We enable `sock:inet_sock_set_state`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`
+//! and `tcp:tcp_retransmit_skb`, with `trace_clock` set to `mono` (CLOCK_MONOTONIC, so
+//! sock_diag polls and the tracepoints share one time line).
+//!
+//! # Why `trace_pipe` (text) and not the per-CPU `trace_pipe_raw` (binary)
+//!
+//! The transitions of one socket happen on several CPUs (connect() in process context
+//! on one, the SYN,ACK in softirq on another), and what matters most is their order.
+//! `trace_pipe` merges the per-CPU buffers in timestamp order inside the kernel; with
+//! `trace_pipe_raw` we would read one file per CPU and re-merge with a reorder window,
+//! trading latency against correctness. The text carries the full IPv4 and IPv6
+//! addresses and the RST reason, and its µs timestamps are finer than the gap between
+//! two transitions of one socket on loopback (≥ 5 µs measured). What text loses is the
+//! socket address of `inet_sock_set_state` (its print format omits `skaddr`); sockets
+//! are therefore identified by their 4-tuple, which is unique among live sockets. The
+//! measured throughput (30,002 of 30,002 events for 3,000 connections in 0.72 s) is
+//! ample. Lost events are reported both ways the kernel tells: `[LOST n EVENTS]` lines
+//! in the pipe and the per-CPU `overrun` / `dropped events` counters.
+//!
+//! The instance is removed when [`Instance`] drops: on return, on panic (unwinding), and
+//! on SIGINT/SIGTERM (the caller turns those into a normal return). A `tcplab` killed by
+//! SIGKILL leaves its instance behind; [`Instance::create`] removes such stale ones: the
+//! name holds the pid and the process start time, so a live process reusing the pid is
+//! never mistaken for the dead owner.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// Where tracefs lives when mounted the modern way.
+const TRACEFS: &str = "/sys/kernel/tracing";
+/// Where it lives under an old-style debugfs mount.
+const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
+/// Prefix of our instance names.
+const PREFIX: &str = "tcplab-";
+/// Ring buffer size per CPU: a burst of 3,000 connections is ~30,000 events of ~100 B.
+const BUFFER_KB: u32 = 4096;
+
+/// The tracepoints we enable, as `system/event`.
+pub const EVENTS: [&str; 4] = [
+    "sock/inet_sock_set_state",
+    "tcp/tcp_send_reset",
+    "tcp/tcp_receive_reset",
+    "tcp/tcp_retransmit_skb",
+];
+
+/// One parsed line of `trace_pipe`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceEvent {
+    /// `sock:inet_sock_set_state` for a TCP socket.
+    SetState {
+        /// CLOCK_MONOTONIC, ns (µs resolution).
+        ts_ns: u64,
+        /// Local address (port 0 in SYN_SENT before the port is chosen).
+        local: SocketAddr,
+        /// Remote address.
+        remote: SocketAddr,
+        /// Linux `TCP_*` number before.
+        old: u32,
+        /// Linux `TCP_*` number after.
+        new: u32,
+    },
+    /// `tcp:tcp_send_reset`: this machine sent an RST.
+    SendReset {
+        /// CLOCK_MONOTONIC, ns.
+        ts_ns: u64,
+        /// Source of the RST (the endpoint that sends it).
+        local: Option<SocketAddr>,
+        /// Destination of the RST.
+        remote: Option<SocketAddr>,
+        /// The kernel's reason (`NO_SOCKET`, `TCP_ABORT_ON_CLOSE`, ...).
+        reason: String,
+    },
+    /// `tcp:tcp_receive_reset`: a socket received an RST.
+    ReceiveReset {
+        /// CLOCK_MONOTONIC, ns.
+        ts_ns: u64,
+        /// The receiving socket's address.
+        local: SocketAddr,
+        /// The peer.
+        remote: SocketAddr,
+        /// The receiving socket's cookie.
+        cookie: Option<u64>,
+    },
+    /// `tcp:tcp_retransmit_skb`: a segment was retransmitted.
+    Retransmit {
+        /// CLOCK_MONOTONIC, ns.
+        ts_ns: u64,
+        /// The sender.
+        local: SocketAddr,
+        /// The peer.
+        remote: SocketAddr,
+    },
+    /// `CPU:n [LOST k EVENTS]`: the ring buffer overran before we read it.
+    Lost {
+        /// How many events were lost.
+        count: u64,
+    },
+}
+
+/// Parses one `trace_pipe` line of our events. `None` for anything else (other events,
+/// malformed text): never panics.
+pub fn parse_line(line: &str) -> Option<TraceEvent> {
+    let line = line.trim_end();
+    if let Some(rest) = line.strip_prefix("CPU:") {
+        let lost = rest.split_once("[LOST ")?.1;
+        let count = lost.split_whitespace().next()?.parse().ok()?;
+        return Some(TraceEvent::Lost { count });
+    }
+    for name in [
+        "inet_sock_set_state",
+        "tcp_send_reset",
+        "tcp_receive_reset",
+        "tcp_retransmit_skb",
+    ] {
+        let marker = format!(" {name}: ");
+        let Some((head, fields)) = line.split_once(&marker) else {
+            continue;
+        };
+        let ts_ns = parse_ts(head.split_whitespace().last()?)?;
+        let f = Fields(fields);
+        return match name {
+            "inet_sock_set_state" => {
+                if f.get("protocol")? != "IPPROTO_TCP" {
+                    return None;
+                }
+                let (local, remote) = f.tuple()?;
+                Some(TraceEvent::SetState {
+                    ts_ns,
+                    local,
+                    remote,
+                    old: linux_state(f.get("oldstate")?)?,
+                    new: linux_state(f.get("newstate")?)?,
+                })
+            }
+            "tcp_send_reset" => Some(TraceEvent::SendReset {
+                ts_ns,
+                local: f.get("src").and_then(parse_sockaddr),
+                remote: f.get("dest").and_then(parse_sockaddr),
+                reason: f.get("reason").unwrap_or("NOT_SPECIFIED").to_string(),
+            }),
+            "tcp_receive_reset" => {
+                let (local, remote) = f.tuple()?;
+                let cookie = f
+                    .get("sock_cookie")
+                    .and_then(|c| u64::from_str_radix(c, 16).ok());
+                Some(TraceEvent::ReceiveReset {
+                    ts_ns,
+                    local,
+                    remote,
+                    cookie,
+                })
+            }
+            _ => {
+                let (local, remote) = f.tuple()?;
+                Some(TraceEvent::Retransmit {
+                    ts_ns,
+                    local,
+                    remote,
+                })
+            }
+        };
+    }
+    None
+}
+
+/// `12345.678901:` → ns.
+fn parse_ts(token: &str) -> Option<u64> {
+    let token = token.strip_suffix(':').unwrap_or(token);
+    let (secs, frac) = token.split_once('.')?;
+    let secs: u64 = secs.parse().ok()?;
+    if frac.is_empty() || frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac_ns: u64 = format!("{frac:0<9}").parse().ok()?;
+    secs.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+}
+
+/// `TCP_FIN_WAIT2` → 5 (include/net/tcp_states.h).
+fn linux_state(name: &str) -> Option<u32> {
+    const NAMES: [&str; 12] = [
+        "TCP_ESTABLISHED",
+        "TCP_SYN_SENT",
+        "TCP_SYN_RECV",
+        "TCP_FIN_WAIT1",
+        "TCP_FIN_WAIT2",
+        "TCP_TIME_WAIT",
+        "TCP_CLOSE",
+        "TCP_CLOSE_WAIT",
+        "TCP_LAST_ACK",
+        "TCP_LISTEN",
+        "TCP_CLOSING",
+        "TCP_NEW_SYN_RECV",
+    ];
+    NAMES.iter().position(|n| *n == name).map(|i| i as u32 + 1)
+}
+
+/// `127.0.0.1:80` or `[::1]:80` (the kernel's `%pISpc`).
+fn parse_sockaddr(s: &str) -> Option<SocketAddr> {
+    s.parse().ok()
+}
+
+/// The `key=value key=value` part of a line.
+struct Fields<'a>(&'a str);
+
+impl Fields<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .split_ascii_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    /// The (local, remote) addresses from family/sport/dport/saddr/daddr[v6].
+    fn tuple(&self) -> Option<(SocketAddr, SocketAddr)> {
+        let sport: u16 = self.get("sport")?.parse().ok()?;
+        let dport: u16 = self.get("dport")?.parse().ok()?;
+        let (s, d): (IpAddr, IpAddr) = match self.get("family")? {
+            "AF_INET" => (
+                self.get("saddr")?.parse::<Ipv4Addr>().ok()?.into(),
+                self.get("daddr")?.parse::<Ipv4Addr>().ok()?.into(),
+            ),
+            "AF_INET6" => (
+                self.get("saddrv6")?.parse::<Ipv6Addr>().ok()?.into(),
+                self.get("daddrv6")?.parse::<Ipv6Addr>().ok()?.into(),
+            ),
+            _ => return None,
+        };
+        Some((SocketAddr::new(s, sport), SocketAddr::new(d, dport)))
+    }
+}
+
+/// What to trace: ports filtered in the kernel (addresses are filtered by the caller:
+/// the tracepoints keep addresses in byte arrays, which tracefs filters cannot compare).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Local or remote port must be one of these; empty = all ports.
+    pub ports: Vec<u16>,
+}
+
+impl Filter {
+    /// The filter expression for an event with `sport`/`dport` fields.
+    fn port_expr(&self) -> Option<String> {
+        if self.ports.is_empty() {
+            return None;
+        }
+        let terms: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("sport == {p} || dport == {p}"))
+            .collect();
+        Some(format!("({})", terms.join(" || ")))
+    }
+}
+
+/// A private tracefs instance, armed. Removing it is its `Drop`.
+#[derive(Debug)]
+pub struct Instance {
+    dir: PathBuf,
+    pipe: Option<fs::File>,
+    /// Bytes of a line cut by a read boundary.
+    partial: Vec<u8>,
+    /// Stale instances removed when this one was created.
+    pub removed_stale: Vec<String>,
+}
+
+impl Instance {
+    /// Mounts tracefs if needed, removes stale instances of dead `tcplab`s, creates ours,
+    /// filters and enables the events and opens `trace_pipe`. An error here most often
+    /// means a missing privilege (CAP_SYS_ADMIN, or write access to tracefs).
+    pub fn create(filter: &Filter) -> anyhow::Result<Instance> {
+        let root = tracefs_root()?;
+        let instances = root.join("instances");
+        let removed_stale = remove_stale(&instances);
+        let name = format!("{PREFIX}{}-{}", std::process::id(), own_start_time()?);
+        let dir = instances.join(&name);
+        fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // From here on Drop removes the directory, whatever fails next.
+        let mut inst = Instance {
+            dir,
+            pipe: None,
+            partial: Vec::new(),
+            removed_stale,
+        };
+        inst.write("trace_clock", "mono")?;
+        inst.write("buffer_size_kb", &BUFFER_KB.to_string())?;
+        // Wake the reader on any data rather than when the buffer is half full.
+        let _ = inst.write("buffer_percent", "0");
+        let ports = filter.port_expr();
+        let set_state = match &ports {
+            Some(p) => format!("protocol == 6 && {p}"),
+            None => "protocol == 6".to_string(),
+        };
+        inst.write("events/sock/inet_sock_set_state/filter", &set_state)?;
+        if let Some(p) = &ports {
+            inst.write("events/tcp/tcp_receive_reset/filter", p)?;
+            inst.write("events/tcp/tcp_retransmit_skb/filter", p)?;
+        }
+        for event in EVENTS {
+            inst.write(&format!("events/{event}/enable"), "1")?;
+        }
+        inst.write("tracing_on", "1")?;
+        let pipe = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(inst.dir.join("trace_pipe"))
+            .context("opening trace_pipe")?;
+        inst.pipe = Some(pipe);
+        Ok(inst)
+    }
+
+    /// The instance's name.
+    pub fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn write(&self, file: &str, value: &str) -> anyhow::Result<()> {
+        let path = self.dir.join(file);
+        fs::write(&path, value).with_context(|| format!("writing {value:?} to {}", path.display()))
+    }
+
+    /// Waits up to `timeout_ms` for events, then returns the complete lines available
+    /// (possibly none). EINTR returns early with what is there.
+    pub fn read_lines(&mut self, timeout_ms: i32) -> io::Result<Vec<String>> {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut pfd = libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(pipe),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: pfd is a valid pollfd for the duration of the call; nfds is 1.
+        let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            return if err.kind() == io::ErrorKind::Interrupted {
+                Ok(Vec::new())
+            } else {
+                Err(err)
+            };
+        }
+        let mut buf = [0u8; 65536];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.partial.extend_from_slice(&buf[..n]);
+                    if self.partial.len() > (1 << 20) {
+                        // Drain in bounded chunks so one burst cannot grow us without bound.
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(last_nl) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return Ok(Vec::new());
+        };
+        let rest = self.partial.split_off(last_nl + 1);
+        let complete = std::mem::replace(&mut self.partial, rest);
+        Ok(String::from_utf8_lossy(&complete)
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Events the kernel lost in this instance so far: the sum over CPUs of
+    /// `overrun` and `dropped events` in `per_cpu/cpuN/stats`.
+    pub fn lost_events(&self) -> u64 {
+        let Ok(cpus) = fs::read_dir(self.dir.join("per_cpu")) else {
+            return 0;
+        };
+        cpus.flatten()
+            .filter_map(|cpu| fs::read_to_string(cpu.path().join("stats")).ok())
+            .map(|stats| parse_stats_loss(&stats))
+            .sum()
+    }
+}
+
+/// `overrun` + `dropped events` from a `per_cpu/cpuN/stats` file.
+pub fn parse_stats_loss(stats: &str) -> u64 {
+    stats
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            matches!(key.trim(), "overrun" | "dropped events")
+                .then(|| value.trim().parse::<u64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // The instance cannot be removed while a file in it is open.
+        self.pipe = None;
+        for event in EVENTS {
+            let _ = fs::write(self.dir.join(format!("events/{event}/enable")), "0");
+        }
+        if let Err(e) = fs::remove_dir(&self.dir) {
+            eprintln!(
+                "tcplab: removing tracefs instance {}: {e} (remove it with: rmdir {})",
+                self.dir.display(),
+                self.dir.display()
+            );
+        }
+    }
+}
+
+/// The tracefs directory, mounting tracefs at /sys/kernel/tracing if it is not mounted
+/// (a fresh machine has it unmounted; `ip netns exec` gives a fresh /sys too).
+fn tracefs_root() -> anyhow::Result<PathBuf> {
+    for dir in [TRACEFS, DEBUGFS_TRACING] {
+        if Path::new(dir).join("instances").is_dir() {
+            return Ok(PathBuf::from(dir));
+        }
+    }
+    let target = CString::new(TRACEFS).expect("no NUL in a constant");
+    let fstype = CString::new("tracefs").expect("no NUL in a constant");
+    // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error()).context(format!("mounting tracefs on {TRACEFS}"));
+    }
+    Ok(PathBuf::from(TRACEFS))
+}
+
+/// This process's start time in clock ticks since boot (`/proc/self/stat` field 22).
+fn own_start_time() -> anyhow::Result<u64> {
+    start_time(std::process::id()).context("reading /proc/self/stat")
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields resume after the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether an instance named `name` belongs to a `tcplab` that is gone.
+fn is_stale(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
+    };
+    let Some((pid, start)) = rest.split_once('-') else {
+        return false;
+    };
+    let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+        return false;
+    };
+    start_time(pid) != Some(start)
+}
+
+/// Removes instances of `tcplab`s that no longer run. Returns their names.
+fn remove_stale(instances: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(instances) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_stale(&name) {
+            match fs::remove_dir(entry.path()) {
+                Ok(()) => removed.push(name),
+                Err(e) => eprintln!("tcplab: removing stale tracefs instance {name}: {e}"),
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SET_STATE: &str = "         python3-5557    [001] ..s2.  4686.115755: inet_sock_set_state: family=AF_INET protocol=IPPROTO_TCP sport=44952 dport=39681 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 oldstate=TCP_FIN_WAIT2 newstate=TCP_CLOSE";
+
+    #[test]
+    fn parses_set_state_v4() {
+        assert_eq!(
+            parse_line(SET_STATE),
+            Some(TraceEvent::SetState {
+                ts_ns: 4_686_115_755_000,
+                local: "127.0.0.1:44952".parse().unwrap(),
+                remote: "127.0.0.1:39681".parse().unwrap(),
+                old: 5,
+                new: 7,
+            })
+        );
+    }
+
+    #[test]
+    fn parses_set_state_v6_and_command_names_with_spaces() {
+        let line = " my prog-[x]-12 [000] d..1. 10.000001: inet_sock_set_state: family=AF_INET6 protocol=IPPROTO_TCP sport=0 dport=80 saddr=0.0.0.0 daddr=0.0.0.0 saddrv6=::1 daddrv6=fe80::1 oldstate=TCP_CLOSE newstate=TCP_SYN_SENT";
+        let Some(TraceEvent::SetState {
+            ts_ns,
+            local,
+            remote,
+            old,
+            new,
+        }) = parse_line(line)
+        else {
+            panic!("not parsed");
+        };
+        assert_eq!(ts_ns, 10_000_001_000);
+        assert_eq!(local, "[::1]:0".parse().unwrap());
+        assert_eq!(remote, "[fe80::1]:80".parse().unwrap());
+        assert_eq!((old, new), (7, 2));
+    }
+
+    #[test]
+    fn ignores_other_protocols() {
+        assert_eq!(
+            parse_line(&SET_STATE.replace("IPPROTO_TCP", "IPPROTO_SCTP")),
+            None
+        );
+    }
+
+    #[test]
+    fn parses_resets_retransmits_and_loss() {
+        let send = "  <idle>-0 [001] ..s1. 1.5: tcp_send_reset: skbaddr=00000000a1b2 skaddr=0000000000000000 src=127.0.0.1:1 dest=127.0.0.1:46834 state=UNKNOWN reason=NO_SOCKET";
+        assert_eq!(
+            parse_line(send),
+            Some(TraceEvent::SendReset {
+                ts_ns: 1_500_000_000,
+                local: Some("127.0.0.1:1".parse().unwrap()),
+                remote: Some("127.0.0.1:46834".parse().unwrap()),
+                reason: "NO_SOCKET".into(),
+            })
+        );
+        let recv = " x-1 [000] ..... 2.000002: tcp_receive_reset: family=AF_INET sport=46834 dport=1 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 sock_cookie=1a";
+        assert!(matches!(
+            parse_line(recv),
+            Some(TraceEvent::ReceiveReset {
+                cookie: Some(0x1a),
+                ..
+            })
+        ));
+        let rtx = " x-1 [000] ..... 3.000000: tcp_retransmit_skb: skbaddr=0 skaddr=0 family=AF_INET sport=5 dport=6 saddr=10.0.0.1 daddr=10.0.0.2 saddrv6=:: daddrv6=:: state=TCP_SYN_SENT err=0";
+        assert!(matches!(
+            parse_line(rtx),
+            Some(TraceEvent::Retransmit { .. })
+        ));
+        assert_eq!(
+            parse_line("CPU:1 [LOST 42 EVENTS]"),
+            Some(TraceEvent::Lost { count: 42 })
+        );
+    }
+
+    #[test]
+    fn malformed_lines_are_none() {
+        for line in [
+            "",
+            "garbage",
+            " a-1 [000] .. x: inet_sock_set_state: family=AF_INET",
+            " a-1 [000] .. 1.1: inet_sock_set_state: protocol=IPPROTO_TCP family=AF_INET sport=99999",
+            "CPU:1 [LOST x EVENTS]",
+        ] {
+            assert_eq!(parse_line(line), None, "{line:?}");
+        }
+        for cut in 0..SET_STATE.len() {
+            if SET_STATE.is_char_boundary(cut) {
+                let _ = parse_line(&SET_STATE[..cut]);
+            }
+        }
+    }
+
+    #[test]
+    fn stats_loss_sums_overrun_and_dropped() {
+        let stats = "entries: 3\noverrun: 2\ncommit overrun: 9\nbytes: 1\ndropped events: 5\nread events: 7\n";
+        assert_eq!(parse_stats_loss(stats), 7);
+    }
+
+    #[test]
+    fn stale_detection_spares_live_and_foreign_instances() {
+        let me = std::process::id();
+        let start = start_time(me).unwrap();
+        assert!(!is_stale(&format!("tcplab-{me}-{start}")));
+        assert!(is_stale(&format!("tcplab-{me}-{}", start + 1)));
+        assert!(!is_stale("someone-else"));
+        assert!(!is_stale("tcplab-notapid-1"));
+    }
+
+    #[test]
+    fn port_filter_expression() {
+        let f = Filter {
+            ports: vec![80, 443],
+        };
+        assert_eq!(
+            f.port_expr().unwrap(),
+            "(sport == 80 || dport == 80 || sport == 443 || dport == 443)"
+        );
+        assert_eq!(Filter::default().port_expr(), None);
+    }
+}
