@@ -247,27 +247,106 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// Where live packets go: a pcapng file, or rendered lines on stdout.
+struct Sink<'a> {
+    writer: Option<PcapngWriter<BufWriter<File>>>,
+    renderer: Renderer,
+    out: io::StdoutLock<'a>,
+    buf: Vec<u8>,
+    linktype: u32,
+    seen: u64,
+    limit: u64,
+    last_flush: Instant,
+}
+
+impl Sink<'_> {
+    fn packet(&mut self, p: probe::Packet<'_>) -> io::Result<()> {
+        if self.seen >= self.limit {
+            return Ok(());
+        }
+        self.seen += 1;
+        match self.writer.as_mut() {
+            Some(w) => w.write_packet(&OutPacket {
+                ts_ns: p.ts_ns,
+                data: p.data,
+                orig_len: p.orig_len,
+                direction: p.direction,
+                comment: None,
+            }),
+            None => {
+                let frame = Frame {
+                    ts_ns: p.ts_ns,
+                    linktype: self.linktype,
+                    data: p.data,
+                    orig_len: p.orig_len,
+                    direction: p.direction,
+                };
+                self.renderer.render(&frame, &mut self.buf);
+                if self.buf.len() >= FLUSH_AT {
+                    self.out.write_all(&self.buf)?;
+                    self.buf.clear();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A live view shows each block as it arrives; a file is flushed each second, so
+    /// a SIGKILL loses at most the last second.
+    fn flush(&mut self, force: bool) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.out.write_all(&self.buf)?;
+            self.out.flush()?;
+            self.buf.clear();
+        }
+        if let Some(w) = self.writer.as_mut() {
+            if force || self.last_flush.elapsed() >= Duration::from_secs(1) {
+                w.flush()?;
+                self.last_flush = Instant::now();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn capture_loop(
+    cap: &mut Capture,
+    sink: &mut Sink<'_>,
+    deadline: Option<Instant>,
+) -> io::Result<()> {
+    while sink.seen < sink.limit && !STOP.load(Ordering::Relaxed) {
+        let mut wait = Duration::from_millis(200);
+        if let Some(d) = deadline {
+            let now = Instant::now();
+            if now >= d {
+                break;
+            }
+            wait = wait.min(d - now);
+        }
+        cap.next_block(wait, |p| sink.packet(p))?;
+        sink.flush(false)?;
+    }
+    // Stopped by a signal or the deadline: packets that arrived before still sit in
+    // the ring, some in a block the kernel retires within its timer; take them.
+    let drain = Duration::from_millis(u64::from(probe::BLOCK_TIMEOUT_MS) * 3);
+    while sink.seen < sink.limit && cap.next_block(drain, |p| sink.packet(p))? > 0 {}
+    sink.flush(true)
+}
+
 fn live(args: &Args, expr: Option<&filter::Expr>) -> anyhow::Result<ExitCode> {
     let mut cap =
         Capture::open(&args.interface, expr).map_err(|e| open_error(&args.interface, e))?;
     install_signal_handlers();
     let start_ns = now_ns();
-    let started = Instant::now();
     let deadline = args
         .duration
-        .map(|s| started + Duration::from_secs_f64(s.max(0.0)));
-    let limit = args.count.unwrap_or(u64::MAX);
+        .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let link_name = if cap.linktype() == wire::LINKTYPE_ETHERNET {
         "EN10MB (Ethernet)"
     } else {
         "LINUX_SLL2 (Linux cooked v2)"
     };
-    eprintln!(
-        "tcplab: listening on {}, link-type {link_name}, snapshot length {} bytes",
-        args.interface,
-        probe::SNAPLEN
-    );
-    let mut writer = match &args.write {
+    let writer = match &args.write {
         Some(path) => {
             let file =
                 File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -284,95 +363,51 @@ fn live(args: &Args, expr: Option<&filter::Expr>) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let mut r = renderer(args);
-    let linktype = cap.linktype();
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
-    let mut buf = Vec::with_capacity(FLUSH_AT * 2);
-    let mut seen = 0u64;
-    let mut last_flush = Instant::now();
-    let result: anyhow::Result<()> = (|| {
-        while seen < limit && !STOP.load(Ordering::Relaxed) {
-            let wait = match deadline {
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break;
-                    }
-                    (d - now).min(Duration::from_millis(200))
-                }
-                None => Duration::from_millis(200),
-            };
-            cap.next_block(wait, |p| {
-                if seen >= limit {
-                    return Ok(());
-                }
-                seen += 1;
-                match writer.as_mut() {
-                    Some(w) => w.write_packet(&OutPacket {
-                        ts_ns: p.ts_ns,
-                        data: p.data,
-                        orig_len: p.orig_len,
-                        direction: p.direction,
-                        comment: None,
-                    }),
-                    None => {
-                        let frame = Frame {
-                            ts_ns: p.ts_ns,
-                            linktype,
-                            data: p.data,
-                            orig_len: p.orig_len,
-                            direction: p.direction,
-                        };
-                        r.render(&frame, &mut buf);
-                        if buf.len() >= FLUSH_AT {
-                            out.write_all(&buf)?;
-                            buf.clear();
-                        }
-                        Ok(())
-                    }
-                }
-            })?;
-            // A live view shows each block as it arrives; a file is flushed each second.
-            if !buf.is_empty() {
-                out.write_all(&buf)?;
-                out.flush()?;
-                buf.clear();
-            }
-            if let Some(w) = writer.as_mut() {
-                if last_flush.elapsed() >= Duration::from_secs(1) {
-                    w.flush()?;
-                    last_flush = Instant::now();
-                }
-            }
-        }
-        Ok(())
-    })();
-    let stats = cap.stats().unwrap_or_default();
-    if let Some(mut w) = writer {
-        w.write_stats(&InterfaceStats {
-            ts_ns: now_ns(),
-            start_ns,
-            received: stats.received,
-            dropped: stats.dropped,
-        })?;
-        w.flush()?;
-        w.into_inner()
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()?;
-    }
-    if let Err(e) = result {
-        if !exit::is_broken_pipe(&e) {
-            return Err(e);
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    out.write_all(&buf)?;
-    out.flush()?;
     eprintln!(
-        "{seen} packets captured\n{} packets received by filter\n{} packets dropped by kernel",
-        stats.received, stats.dropped
+        "tcplab: listening on {}, link-type {link_name}, snapshot length {} bytes",
+        args.interface,
+        probe::SNAPLEN
+    );
+    let stdout = io::stdout();
+    let mut sink = Sink {
+        writer,
+        renderer: renderer(args),
+        out: stdout.lock(),
+        buf: Vec::with_capacity(FLUSH_AT * 2),
+        linktype: cap.linktype(),
+        seen: 0,
+        limit: args.count.unwrap_or(u64::MAX),
+        last_flush: Instant::now(),
+    };
+    let result = capture_loop(&mut cap, &mut sink, deadline);
+    let stats = cap.stats().unwrap_or_default();
+    if let Some(mut w) = sink.writer.take() {
+        let path = args.write.as_deref().unwrap_or(std::path::Path::new("-"));
+        let finish = || -> io::Result<()> {
+            w.write_stats(&InterfaceStats {
+                ts_ns: now_ns(),
+                start_ns,
+                received: stats.received,
+                dropped: stats.dropped,
+            })?;
+            w.flush()?;
+            w.into_inner()
+                .into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all()
+        };
+        finish().with_context(|| format!("finishing {}", path.display()))?;
+    }
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("capturing on {}", args.interface)))
+        }
+        Ok(()) => {}
+    }
+    eprintln!(
+        "{} packets captured\n{} packets received by filter\n{} packets dropped by kernel",
+        sink.seen, stats.received, stats.dropped
     );
     Ok(ExitCode::SUCCESS)
 }

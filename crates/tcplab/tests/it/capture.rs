@@ -236,6 +236,51 @@ fn written_file_reads_back_with_the_same_packets_after_sigint_and_sigterm() {
 }
 
 #[test]
+fn sigkill_loses_at_most_the_last_second() {
+    if !support::privileged("sigkill_loses_at_most_the_last_second") {
+        return;
+    }
+    let dir = TempDir::new("capture-kill");
+    let server = Server::start(&[]);
+    let port = server.addr.port().to_string();
+    let file = dir.0.join("killed.pcapng");
+    let writer = Capture::start(&["-w", file.to_str().unwrap(), "port", &port]);
+    connect_rst(&server);
+    // The writer flushes at least once a second: wait for the 9 packets to reach the
+    // file (deadline 5 s), then kill it without a chance to clean up.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let count = |bytes: &[u8]| -> usize {
+        let Ok(mut r) = tcplab_core::pcap::Reader::new(bytes) else {
+            return 0;
+        };
+        let mut n = 0;
+        while let Some(Ok(_)) = r.next_record() {
+            n += 1;
+        }
+        n
+    };
+    loop {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        if count(&bytes) == 9 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "packets not flushed within 5 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writer.signal(libc::SIGKILL);
+    let (_, status) = writer.finish(Duration::from_secs(5));
+    assert!(!status.success());
+    let bytes = std::fs::read(&file).unwrap();
+    let mut r = tcplab_core::pcap::Reader::new(&bytes).unwrap();
+    let mut n = 0;
+    while let Some(rec) = r.next_record() {
+        rec.expect("a killed capture leaves whole blocks only");
+        n += 1;
+    }
+    assert_eq!(n, 9);
+}
+
+#[test]
 fn capture_without_cap_net_raw_names_it_and_how_to_fix() {
     if !support::privileged("capture_without_cap_net_raw_names_it_and_how_to_fix") {
         return;
