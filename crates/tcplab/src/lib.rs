@@ -13,6 +13,7 @@
 //! - [`lab`]: experiments run end to end (`tcplab lab`).
 //! - [`exit`]: the documented exit codes and the error type that carries one.
 
+pub mod capture;
 pub mod client;
 pub mod clock;
 pub mod exit;
