@@ -11,6 +11,7 @@
 //! - [`client`]: the line client (`tcplab connect`): interactive or scripted, with a
 //!   chosen close style.
 //! - [`lab`]: experiments run end to end (`tcplab lab`).
+//! - [`watch`]: live TCP state transitions (`tcplab watch`), from [`probe`]s.
 //! - [`exit`]: the documented exit codes and the error type that carries one.
 
 pub mod client;
@@ -18,3 +19,4 @@ pub mod exit;
 pub mod lab;
 pub mod probe;
 pub mod server;
+pub mod watch;
