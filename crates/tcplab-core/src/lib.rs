@@ -1,3 +1,17 @@
+//! tcplab-core: the sans-IO heart of tcplab.
+//!
+//! Nothing here opens a socket, reads a clock, uses `unsafe` or needs root: probes and
+//! sockets in the `tcplab` crate feed bytes and timestamps in, and get decisions, timelines
+//! and text out. That is what lets this crate be tested deterministically from bytes.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: the echo test protocol as a byte-in/bytes-out state machine.
+//! - [`state`]: TCP states with their RFC 9293 names and the one transition table.
+//! - [`event`]: a state change of one endpoint, as the probes report it.
+#![forbid(unsafe_code)]
+
 pub mod event;
 pub mod protocol;
 pub mod state;
+pub mod timeline;

@@ -17,6 +17,7 @@
 pub mod client;
 pub mod exit;
 pub mod lab;
+pub mod log;
 pub mod probe;
 pub mod server;
 pub mod watch;

@@ -97,7 +97,12 @@ impl SockDiag {
         Ok(out)
     }
 
-    fn dump_family(&mut self, family: u8, states: u32, out: &mut Vec<DiagSocket>) -> io::Result<()> {
+    fn dump_family(
+        &mut self,
+        family: u8,
+        states: u32,
+        out: &mut Vec<DiagSocket>,
+    ) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let req = request(family, states, self.seq);
         // SAFETY: req is a valid buffer of req.len() bytes; fd is a netlink socket.
@@ -108,7 +113,8 @@ impl SockDiag {
         let mut buf = vec![0u8; 1 << 16];
         loop {
             // SAFETY: buf is valid for buf.len() bytes of writes.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 let err = io::Error::last_os_error();
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -251,7 +257,10 @@ impl Owners {
         if let Some(o) = self.by_inode.get(&inode) {
             return Some(o.clone());
         }
-        if self.last_scan.is_some_and(|t| t.elapsed() < self.min_rescan) {
+        if self
+            .last_scan
+            .is_some_and(|t| t.elapsed() < self.min_rescan)
+        {
             return None;
         }
         self.rescan();
@@ -265,7 +274,11 @@ impl Owners {
             return;
         };
         for proc_entry in procs.flatten() {
-            let Some(pid) = proc_entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = proc_entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             let Ok(fds) = fs::read_dir(proc_entry.path().join("fd")) else {
@@ -368,7 +381,10 @@ mod tests {
         }
         let mut bogus = good.clone();
         bogus[0] = 3;
-        assert_eq!(parse_messages(&bogus, 1, &mut Vec::new()), Parsed::Error(libc::EBADMSG));
+        assert_eq!(
+            parse_messages(&bogus, 1, &mut Vec::new()),
+            Parsed::Error(libc::EBADMSG)
+        );
     }
 
     #[test]

@@ -532,7 +532,10 @@ mod tests {
 
     #[test]
     fn ignores_other_protocols() {
-        assert_eq!(parse_line(&SET_STATE.replace("IPPROTO_TCP", "IPPROTO_SCTP")), None);
+        assert_eq!(
+            parse_line(&SET_STATE.replace("IPPROTO_TCP", "IPPROTO_SCTP")),
+            None
+        );
     }
 
     #[test]
@@ -550,10 +553,16 @@ mod tests {
         let recv = " x-1 [000] ..... 2.000002: tcp_receive_reset: family=AF_INET sport=46834 dport=1 saddr=127.0.0.1 daddr=127.0.0.1 saddrv6=::ffff:127.0.0.1 daddrv6=::ffff:127.0.0.1 sock_cookie=1a";
         assert!(matches!(
             parse_line(recv),
-            Some(TraceEvent::ReceiveReset { cookie: Some(0x1a), .. })
+            Some(TraceEvent::ReceiveReset {
+                cookie: Some(0x1a),
+                ..
+            })
         ));
         let rtx = " x-1 [000] ..... 3.000000: tcp_retransmit_skb: skbaddr=0 skaddr=0 family=AF_INET sport=5 dport=6 saddr=10.0.0.1 daddr=10.0.0.2 saddrv6=:: daddrv6=:: state=TCP_SYN_SENT err=0";
-        assert!(matches!(parse_line(rtx), Some(TraceEvent::Retransmit { .. })));
+        assert!(matches!(
+            parse_line(rtx),
+            Some(TraceEvent::Retransmit { .. })
+        ));
         assert_eq!(
             parse_line("CPU:1 [LOST 42 EVENTS]"),
             Some(TraceEvent::Lost { count: 42 })
@@ -596,7 +605,9 @@ mod tests {
 
     #[test]
     fn port_filter_expression() {
-        let f = Filter { ports: vec![80, 443] };
+        let f = Filter {
+            ports: vec![80, 443],
+        };
         assert_eq!(
             f.port_expr().unwrap(),
             "(sport == 80 || dport == 80 || sport == 443 || dport == 443)"

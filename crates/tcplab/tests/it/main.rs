@@ -1,4 +1,6 @@
 //! Integration tests: one test binary, one module per area (ripgrep's layout).
 //! Tests that need root call [`support::privileged`] first.
 
+mod connect;
+mod serve;
 mod support;

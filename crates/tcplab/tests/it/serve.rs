@@ -1,0 +1,386 @@
+//! `tcplab serve` over real sockets: the protocol, shutdown, sequential mode, load and
+//! every kind of bad client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::support::{self, Server};
+
+const BANNER: &[u8] = tcplab_core::protocol::BANNER;
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A test client: a socket and a buffered reader on it.
+struct Client {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    /// Connects and reads the banner.
+    #[track_caller]
+    fn new(addr: SocketAddr) -> Client {
+        let mut client = Client::raw(addr);
+        client.expect(BANNER);
+        client
+    }
+
+    /// Connects without reading anything.
+    #[track_caller]
+    fn raw(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        Client { stream, reader }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    #[track_caller]
+    fn expect(&mut self, expected: &[u8]) {
+        let mut got = vec![0; expected.len()];
+        self.reader.read_exact(&mut got).expect("read reply");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected)
+        );
+    }
+
+    #[track_caller]
+    fn line(&mut self) -> Vec<u8> {
+        let mut line = Vec::new();
+        self.reader.read_until(b'\n', &mut line).expect("read line");
+        line
+    }
+
+    /// Reads until EOF; panics on a reset.
+    #[track_caller]
+    fn expect_eof(&mut self) -> Vec<u8> {
+        let mut rest = Vec::new();
+        self.reader
+            .read_to_end(&mut rest)
+            .expect("clean EOF (FIN), not a reset");
+        rest
+    }
+
+    #[track_caller]
+    fn echo(&mut self, line: &str) {
+        self.send(format!("{line}\n").as_bytes());
+        self.expect(format!("You said '{line}'.\n").as_bytes());
+    }
+}
+
+/// After whatever a test did to the server, a fresh client is still served.
+#[track_caller]
+fn still_serving(server: &Server) {
+    let mut fresh = Client::new(server.addr);
+    fresh.echo("still there?");
+    fresh.send(b"quit\n");
+    fresh.expect_eof();
+}
+
+#[test]
+fn quit_makes_the_server_close_first_with_fin() {
+    let server = Server::start(&[]);
+    for terminator in ["\n", "\r\n", "\r"] {
+        let mut client = Client::new(server.addr);
+        client.send(format!("hello{terminator}").as_bytes());
+        client.expect(b"You said 'hello'.\n");
+        client.send(format!("quit{terminator}").as_bytes());
+        assert_eq!(client.expect_eof(), b"", "terminator {terminator:?}");
+    }
+}
+
+#[test]
+fn crlf_split_across_segments_is_one_terminator_and_quit_gives_fin() {
+    let server = Server::start(&[]);
+    let mut client = Client::new(server.addr);
+    client.stream.set_nodelay(true).unwrap();
+    client.send(b"hello\r");
+    client.expect(b"You said 'hello'.\n");
+    client.send(b"\nquit\r");
+    client.send(b"\n");
+    // The classic example would leave the \n unread and reset; we must send FIN.
+    assert_eq!(client.expect_eof(), b"");
+}
+
+#[test]
+fn shutdown_from_loopback_exits_zero_and_frees_the_port() {
+    let mut server = Server::start(&[]);
+    let mut other = Client::new(server.addr);
+    let mut client = Client::new(server.addr);
+    client.send(b"shutdown\n");
+    assert_eq!(client.expect_eof(), b"");
+    assert_eq!(
+        other.expect_eof(),
+        tcplab_core::protocol::SHUTTING_DOWN_NOTICE
+    );
+    let status = server.wait_exit(TIMEOUT);
+    assert_eq!(status.code(), Some(0));
+    std::net::TcpListener::bind(server.addr).expect("the port is free again");
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut server = Server::start(&[]);
+    let mut client = Client::new(server.addr);
+    // SAFETY: kill(2) on the PID of a child we started and have not reaped.
+    let rc = unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    assert_eq!(rc, 0);
+    assert_eq!(
+        client.expect_eof(),
+        tcplab_core::protocol::SHUTTING_DOWN_NOTICE
+    );
+    assert_eq!(server.wait_exit(TIMEOUT).code(), Some(0));
+}
+
+#[test]
+fn sequential_serves_the_second_client_only_after_the_first_quits() {
+    let server = Server::start(&["--sequential"]);
+    let mut first = Client::new(server.addr);
+    let mut second = Client::raw(server.addr);
+    // The second connection completes its handshake (the kernel's accept queue) but gets
+    // no banner while the first is served.
+    second
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(1)))
+        .unwrap();
+    first.echo("one");
+    first.echo("two");
+    let mut byte = [0u8; 1];
+    let early = second.stream.peek(&mut byte);
+    assert!(
+        early.is_err(),
+        "the second client got data while the first was served: {early:?}"
+    );
+    first.send(b"quit\n");
+    first.expect_eof();
+    second.stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    second.expect(BANNER);
+    second.echo("my turn");
+}
+
+#[test]
+fn a_thousand_concurrent_clients_doing_ten_echoes_each() {
+    let server = Server::start(&["--backlog", "1024"]);
+    let addr = server.addr;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ok = runtime.block_on(async move {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let mut tasks = tokio::task::JoinSet::new();
+        for c in 0..1000 {
+            tasks.spawn(async move {
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let (read, mut write) = stream.into_split();
+                let mut read = tokio::io::BufReader::new(read);
+                let mut banner = vec![0; BANNER.len()];
+                read.read_exact(&mut banner).await.unwrap();
+                assert_eq!(banner, BANNER);
+                let mut line = String::new();
+                for i in 0..10 {
+                    write
+                        .write_all(format!("client {c} line {i}\n").as_bytes())
+                        .await
+                        .unwrap();
+                    line.clear();
+                    read.read_line(&mut line).await.unwrap();
+                    assert_eq!(line, format!("You said 'client {c} line {i}'.\n"));
+                }
+                write.write_all(b"quit\n").await.unwrap();
+                let mut rest = Vec::new();
+                read.read_to_end(&mut rest).await.unwrap();
+                assert!(rest.is_empty());
+            });
+        }
+        let mut ok = 0;
+        while let Some(result) = tasks.join_next().await {
+            result.expect("client task");
+            ok += 1;
+        }
+        ok
+    });
+    assert_eq!(ok, 1000);
+    still_serving(&server);
+}
+
+#[test]
+fn a_line_without_end_gets_one_error_stays_usable_and_memory_stays_bounded() {
+    let server = Server::start(&[]);
+    let mut client = Client::new(server.addr);
+    let before = server.rss_kib();
+    // 64 MiB with no line end, far more than any buffer the server may keep.
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..64 {
+        client.send(&chunk);
+    }
+    client.send(b"\n");
+    client.expect(tcplab_core::protocol::TOO_LONG_REPLY);
+    client.echo("after the flood");
+    let grown = server.rss_kib().saturating_sub(before);
+    assert!(
+        grown < 8 * 1024,
+        "server grew by {grown} KiB for one long line"
+    );
+    still_serving(&server);
+}
+
+#[test]
+fn binary_bytes_nul_and_invalid_utf8_are_echoed_exactly() {
+    let server = Server::start(&[]);
+    let mut client = Client::new(server.addr);
+    client.send(b"a\0b\xff\xfe\x80 z\n");
+    assert_eq!(client.line(), b"You said 'a\0b\xff\xfe\x80 z'.\n");
+}
+
+#[test]
+fn a_client_reset_in_the_middle_of_a_reply_disturbs_nobody() {
+    let server = Server::start(&[]);
+    let mut bystander = Client::new(server.addr);
+    let mut client = Client::new(server.addr);
+    // Many lines, so replies are still being written when the RST arrives.
+    let burst = "spam spam spam spam spam spam spam spam\n".repeat(20_000);
+    client.send(burst.as_bytes());
+    socket2::SockRef::from(&client.stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    bystander.echo("unharmed");
+    still_serving(&server);
+}
+
+#[test]
+fn half_close_gets_every_reply_then_the_servers_fin() {
+    let server = Server::start(&[]);
+    let mut client = Client::new(server.addr);
+    client.send(b"one\ntwo\nthree\n");
+    client.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(
+        client.expect_eof(),
+        b"You said 'one'.\nYou said 'two'.\nYou said 'three'.\n"
+    );
+    still_serving(&server);
+}
+
+#[test]
+fn an_idle_client_is_closed_after_the_idle_timeout() {
+    let server = Server::start(&["--idle-timeout", "1"]);
+    let mut client = Client::new(server.addr);
+    assert_eq!(client.expect_eof(), b"idle timeout: closing\n");
+    still_serving(&server);
+}
+
+#[test]
+fn two_hundred_clients_that_connect_and_reset_at_once() {
+    let server = Server::start(&["--backlog", "256"]);
+    let clients: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(server.addr).expect("connect"))
+        .collect();
+    for c in clients {
+        socket2::SockRef::from(&c)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+    }
+    still_serving(&server);
+}
+
+#[test]
+fn eof_without_quit_leaves_no_close_wait_behind() {
+    let server = Server::start(&[]);
+    let mut client = Client::new(server.addr);
+    client.echo("bye soon");
+    let client_port = client.stream.local_addr().unwrap().port();
+    client.stream.shutdown(Shutdown::Write).unwrap();
+    let sent_fin = Instant::now();
+    // The server's socket for this peer must leave CLOSE_WAIT at once: it is either in
+    // LAST_ACK (its FIN sent) or already gone.
+    let deadline = sent_fin + Duration::from_millis(100);
+    loop {
+        let ours: Vec<u8> = support::sockets_on_port(server.addr.port())
+            .into_iter()
+            .filter(|&(remote, _)| remote == client_port)
+            .map(|(_, state)| state)
+            .collect();
+        if ours.iter().all(|&s| s == support::TCP_LAST_ACK) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server socket still in state {ours:?} (8 = CLOSE_WAIT) 100 ms after our FIN"
+        );
+        std::thread::yield_now();
+    }
+    assert!(!support::sockets_on_port(server.addr.port())
+        .iter()
+        .any(|&(remote, state)| remote == client_port && state == support::TCP_CLOSE_WAIT));
+    assert_eq!(client.expect_eof(), b"");
+}
+
+#[test]
+fn busy_server_tells_the_client_and_closes() {
+    let server = Server::start(&["--max-conns", "1"]);
+    let mut first = Client::new(server.addr);
+    let mut second = Client::raw(server.addr);
+    assert_eq!(second.expect_eof(), tcplab_core::protocol::BUSY_NOTICE);
+    first.echo("still mine");
+}
+
+#[test]
+fn listens_on_ipv6_loopback() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        panic!("IPv6 loopback is not available on this machine");
+    }
+    let server = Server::start_with(&["--listen", "[::1]:0", "--quiet"], &[]);
+    assert!(server.addr.is_ipv6());
+    let mut client = Client::new(server.addr);
+    client.echo("over v6");
+}
+
+#[test]
+fn logs_each_connection_event_with_timestamp_and_peer() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(support::tcplab_bin())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr: SocketAddr = first.trim()["listening on ".len()..].parse().unwrap();
+    let mut client = Client::new(addr);
+    let peer = client.stream.local_addr().unwrap().to_string();
+    client.echo("hello");
+    client.send(b"shutdown\n");
+    client.expect_eof();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let ours: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(&peer))
+        .map(|l| l.split_once(' ').unwrap().1)
+        .collect();
+    assert_eq!(
+        ours,
+        [
+            format!("{peer} accepted (1 open)"),
+            format!("{peer} line 'hello'"),
+            format!("{peer} shutdown"),
+            format!("{peer} closed: server closed first (client sent 'shutdown')"),
+        ]
+    );
+    // Each line starts with a time of day: HH:MM:SS.uuuuuu
+    let stamp = log.lines().next().unwrap().split(' ').next().unwrap();
+    assert_eq!(stamp.len(), 15, "{stamp}");
+}
