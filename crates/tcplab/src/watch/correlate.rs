@@ -291,9 +291,10 @@ impl Correlator {
             if s.is_timewait() {
                 seen_tw.insert(t);
                 self.on_timewait(now_ns, t, st, s);
-            } else if st == TcpState::SynRecv && !self.conns.contains_key(&t) {
+            } else if st == TcpState::SynRecv {
                 seen_req.insert(t);
-                if !self.req.contains_key(&t) {
+                let known = self.req.contains_key(&t) || self.conns.contains_key(&t);
+                if !known {
                     self.req.insert(t, Req { missing_polls: 0, child_seen: false });
                     let mut c = Self::change(now_ns, t, Some(TcpState::Listen), TcpState::SynRecv, Source::Sockdiag);
                     c.cookie = Some(s.cookie);

@@ -234,6 +234,18 @@ mod half_open {
     }
 
     #[test]
+    fn request_socket_stays_reported_once_across_releases() {
+        let mut k = Correlator::new(0);
+        let mut out = Vec::new();
+        for ms in 1..5 {
+            k.on_mini_poll(ms * MS, &[req(C)]);
+            out.extend(k.release(ms * MS));
+        }
+        assert_seq(&out, S, &["LISTEN>SYN_RECV"]);
+        assert_eq!(k.conns()[&(a(S), a(C))].state, TcpState::SynRecv);
+    }
+
+    #[test]
     fn dropped_request_socket_closes() {
         let mut k = Correlator::new(0);
         k.on_mini_poll(MS, &[req(C)]);

@@ -229,10 +229,15 @@ impl Watch<'_> {
             if deadline.is_some_and(|d| mono_ns() >= d) {
                 break;
             }
+            // The newest event time read in this round: when we lag behind the kernel,
+            // release by it rather than by the clock, or held changes would leave before
+            // the lines that complete them are read.
+            let mut newest_read = None;
             match instance.as_mut() {
                 Some(inst) => {
                     for line in inst.read_lines(10).context("reading trace_pipe")? {
                         if let Some(ev) = tracefs::parse_line(&line) {
+                            newest_read = ev.ts_ns().or(newest_read);
                             if self.filter.trace(&ev) {
                                 self.corr.on_trace(ev);
                             }
@@ -242,6 +247,7 @@ impl Watch<'_> {
                 None => std::thread::sleep(Duration::from_millis(self.args.poll_ms.clamp(1, 10))),
             }
             let now = mono_ns();
+            let release_at = newest_read.map_or(now, |ts| ts.min(now));
             if instance.is_some() {
                 if self.corr.needs_mini_poll() || now >= next_poll {
                     let mini = self.dump(sockdiag::MINI_STATES)?;
@@ -253,7 +259,7 @@ impl Watch<'_> {
                 self.corr.on_full_poll(now, &all);
                 next_poll = now + poll_ns;
             }
-            let released = self.corr.release(now);
+            let released = self.corr.release(release_at);
             self.emit(released)?;
             if now >= next_slow {
                 next_slow = now + 500_000_000;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde_json::{json, Value};
-use tcplab_core::event::{RstDirection, StateChange};
+use tcplab_core::event::{RstDirection, Source, StateChange};
 use tcplab_core::state::TcpState;
 
 use super::correlate::Released;
@@ -34,6 +34,8 @@ pub fn cause(c: &StateChange) -> String {
     let mut s = if c.from.is_some() && !c.is_legal() && c.poll_resolution {
         // A poll sees the state before and after; what lay between is unknown, not illegal.
         "changed between two polls (states in between missed)".to_string()
+    } else if c.from.is_some() && c.source == Source::Sockdiag && c.linux.is_none() {
+        format!("{} (between two polls)", c.explain())
     } else {
         c.explain()
     };
@@ -195,7 +197,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tcplab_core::event::{Reset, Source};
+    use tcplab_core::event::Reset;
 
     fn released() -> Released {
         Released {

@@ -4,3 +4,4 @@
 mod connect;
 mod serve;
 mod support;
+mod watch;
