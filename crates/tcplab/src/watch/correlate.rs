@@ -33,6 +33,9 @@ const SYN_SENT_HOLD_NS: u64 = 200_000_000;
 /// How close a timewait socket's start must be to the tracepoint's CLOSE to be the same
 /// moment (the timer has jiffy resolution).
 const SAME_MOMENT_NS: u64 = 10_000_000;
+/// Polls in a row that must miss a socket before it counts as gone: a netlink dump is
+/// not atomic, and a socket hashed during it can be skipped.
+const MISSES_FOR_GONE: u8 = 3;
 /// How long a change found by a poll waits for tracepoint lines that date it better.
 const FOUND_HOLD_NS: u64 = 30_000_000;
 
@@ -62,6 +65,8 @@ pub struct Conn {
 struct Awaiting {
     from: TcpState,
     ts_ns: u64,
+    /// Polls that did not show a timewait socket for it.
+    misses: u8,
 }
 
 #[derive(Debug)]
@@ -69,6 +74,10 @@ struct Tw {
     substate: TcpState,
     last_seen_ns: u64,
     expires_ms: u32,
+    /// Whether its TIME_WAIT was reported (or it was in TIME_WAIT at the snapshot).
+    announced: bool,
+    /// Polls in a row that did not show it.
+    misses: u8,
 }
 
 #[derive(Debug)]
@@ -89,6 +98,7 @@ pub struct Correlator {
     resets: HashMap<Tuple, (u64, Reset)>,
     peer_reason: HashMap<Tuple, (u64, String)>,
     fallback: HashMap<u64, (Tuple, TcpState)>,
+    fallback_misses: HashMap<u64, u8>,
     /// When a peer on this machine sent the FIN a FIN_WAIT2 mini-socket waits for,
     /// keyed by the mini-socket's tuple.
     peer_fin: HashMap<Tuple, u64>,
@@ -109,6 +119,7 @@ impl Correlator {
             resets: HashMap::new(),
             peer_reason: HashMap::new(),
             fallback: HashMap::new(),
+            fallback_misses: HashMap::new(),
             peer_fin: HashMap::new(),
             hold_ns,
             lost: 0,
@@ -200,7 +211,7 @@ impl Correlator {
                 if to == TcpState::Closed {
                     let reset = self.resets.contains_key(&t);
                     if state::linux_close(from, reset) == LinuxClose::HandedToTimewait {
-                        self.awaiting.insert(t, Awaiting { from, ts_ns });
+                        self.awaiting.insert(t, Awaiting { from, ts_ns, misses: 0 });
                         return;
                     }
                 }
@@ -303,13 +314,33 @@ impl Correlator {
                 }
             }
         }
-        // A tracepoint CLOSE with no timewait socket behind it was a real close.
-        for (t, a) in std::mem::take(&mut self.awaiting) {
+        // A tracepoint CLOSE with no timewait socket behind it was a real close. A dump
+        // is not atomic (sockets hashed meanwhile can be skipped), so it takes
+        // MISSES_FOR_GONE polls in a row to conclude.
+        let mut closed = Vec::new();
+        for (t, a) in self.awaiting.iter_mut() {
+            a.misses += 1;
+            if a.misses >= MISSES_FOR_GONE {
+                closed.push(*t);
+            }
+        }
+        for t in closed {
+            let Some(a) = self.awaiting.remove(&t) else { continue };
             let mut c = Self::change(a.ts_ns, t, Some(a.from), TcpState::Closed, Source::Tracepoint);
             c.linux = Some("no timewait socket followed".into());
             self.push(c);
         }
-        let gone: Vec<Tuple> = self.tw.keys().filter(|t| !seen_tw.contains(*t)).copied().collect();
+        let mut gone = Vec::new();
+        for (t, tw) in self.tw.iter_mut() {
+            if seen_tw.contains(t) {
+                tw.misses = 0;
+            } else {
+                tw.misses += 1;
+                if tw.misses >= MISSES_FOR_GONE {
+                    gone.push(*t);
+                }
+            }
+        }
         for t in gone {
             self.peer_fin.remove(&t);
             let Some(tw) = self.tw.remove(&t) else { continue };
@@ -327,7 +358,7 @@ impl Correlator {
             }
             r.missing_polls += 1;
             // Two polls: the child's tracepoint events may not have been read at the first.
-            if r.missing_polls >= 2 {
+            if r.missing_polls >= MISSES_FOR_GONE {
                 dropped.push((*t, r.child_seen));
             }
         }
@@ -344,49 +375,53 @@ impl Correlator {
     fn on_timewait(&mut self, now_ns: u64, t: Tuple, sub: TcpState, s: &DiagSocket) {
         // TIME_WAIT's timer started at 60 s when the state began.
         let entered = (now_ns + u64::from(s.expires_ms) * 1_000_000).saturating_sub(TIMEWAIT_NS);
-        if let Some(a) = self.awaiting.remove(&t) {
-            let linux = format!(
-                "tracepoint: {} -> CLOSE; a {} mini-socket took over",
-                a.from, sub
-            );
-            if sub == TcpState::TimeWait {
-                let exact = a.from != TcpState::FinWait2 || entered <= a.ts_ns + SAME_MOMENT_NS;
-                let mut c = if exact {
-                    Self::change(a.ts_ns, t, Some(a.from), sub, Source::Tracepoint)
-                } else {
-                    Self::change(entered.clamp(a.ts_ns, now_ns), t, Some(a.from), sub, Source::Sockdiag)
-                };
-                c.cookie = Some(s.cookie);
-                c.linux = Some(linux);
-                if exact {
-                    self.push(c);
-                } else {
-                    self.push_found(c, now_ns);
+        let prev = self.tw.get(&t).map(|tw| (tw.substate, tw.last_seen_ns, tw.announced));
+        let awaiting = self.awaiting.remove(&t);
+        let mut announced = prev.is_some_and(|p| p.2);
+        if sub == TcpState::TimeWait && !announced {
+            match (&awaiting, prev) {
+                // Neither the tracepoint's CLOSE read yet nor a FIN_WAIT2 seen: wait for
+                // the CLOSE line, which says which state TIME_WAIT followed.
+                (None, None | Some((TcpState::TimeWait, _, _))) => {}
+                (awaiting, prev) => {
+                    let from = awaiting.as_ref().map_or(TcpState::FinWait2, |a| a.from);
+                    let was_fw2_socket = prev.is_some_and(|p| p.0 == TcpState::FinWait2);
+                    let exact = awaiting.as_ref().filter(|a| {
+                        a.from != TcpState::FinWait2
+                            || (!was_fw2_socket && entered <= a.ts_ns + SAME_MOMENT_NS)
+                    });
+                    let mut c = match exact {
+                        Some(a) => {
+                            let mut c = Self::change(a.ts_ns, t, Some(from), sub, Source::Tracepoint);
+                            c.linux = Some(format!("tracepoint: {from} -> CLOSE; a TIME_WAIT mini-socket took over"));
+                            c
+                        }
+                        None => {
+                            let lower = awaiting.as_ref().map_or(prev.map_or(0, |p| p.1), |a| a.ts_ns);
+                            let (ts, linux) = match self.peer_fin.remove(&t) {
+                                Some(fin) => (fin, "the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN"),
+                                None => (entered.clamp(lower, now_ns), "the FIN reached the FIN_WAIT2 mini-socket"),
+                            };
+                            let mut c = Self::change(ts, t, Some(from), sub, Source::Sockdiag);
+                            c.linux = Some(linux.into());
+                            c
+                        }
+                    };
+                    c.cookie = Some(s.cookie);
+                    self.peer_fin.remove(&t);
+                    announced = true;
+                    if exact.is_some() {
+                        self.push(c);
+                    } else {
+                        self.push_found(c, now_ns);
+                    }
                 }
-            } else if sub != a.from {
-                let mut c = Self::change(a.ts_ns, t, Some(a.from), sub, Source::Tracepoint);
-                c.linux = Some(linux);
-                self.push(c);
             }
-        } else if let Some(tw) = self.tw.get(&t) {
-            if tw.substate == TcpState::FinWait2 && sub == TcpState::TimeWait {
-                let mut c = match self.peer_fin.remove(&t) {
-                    Some(fin_ts) => {
-                        let mut c = Self::change(fin_ts, t, Some(TcpState::FinWait2), sub, Source::Sockdiag);
-                        c.linux = Some(
-                            "the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN".into(),
-                        );
-                        c
-                    }
-                    None => {
-                        let ts = entered.clamp(tw.last_seen_ns, now_ns);
-                        let mut c = Self::change(ts, t, Some(TcpState::FinWait2), sub, Source::Sockdiag);
-                        c.linux = Some("the FIN reached the FIN_WAIT2 mini-socket".into());
-                        c
-                    }
-                };
-                c.cookie = Some(s.cookie);
-                self.push_found(c, now_ns);
+        } else if let Some(a) = &awaiting {
+            if sub == TcpState::FinWait2 && a.from != TcpState::FinWait2 {
+                let mut c = Self::change(a.ts_ns, t, Some(a.from), sub, Source::Tracepoint);
+                c.linux = Some(format!("tracepoint: {} -> CLOSE; a FIN_WAIT2 mini-socket took over", a.from));
+                self.push(c);
             }
         }
         self.tw.insert(
@@ -395,6 +430,8 @@ impl Correlator {
                 substate: sub,
                 last_seen_ns: now_ns,
                 expires_ms: s.expires_ms,
+                announced,
+                misses: 0,
             },
         );
     }
@@ -408,7 +445,8 @@ impl Correlator {
             };
             let t = (s.local, s.remote);
             if s.is_timewait() {
-                self.tw.insert(t, Tw { substate: st, last_seen_ns: now_ns, expires_ms: s.expires_ms });
+                let announced = st == TcpState::TimeWait;
+                self.tw.insert(t, Tw { substate: st, last_seen_ns: now_ns, expires_ms: s.expires_ms, announced, misses: 0 });
             } else if st == TcpState::SynRecv {
                 self.req.insert(t, Req { missing_polls: 0, child_seen: false });
             }
@@ -424,8 +462,20 @@ impl Correlator {
     pub fn on_full_poll(&mut self, now_ns: u64, sockets: &[DiagSocket]) {
         // Disappearances first: a socket replaced by another prints in that order.
         let seen: HashSet<u64> = sockets.iter().map(|s| s.cookie).collect();
-        let gone: Vec<u64> = self.fallback.keys().filter(|k| !seen.contains(*k)).copied().collect();
+        let mut gone = Vec::new();
+        for cookie in self.fallback.keys() {
+            if seen.contains(cookie) {
+                self.fallback_misses.remove(cookie);
+            } else {
+                let misses = self.fallback_misses.entry(*cookie).or_default();
+                *misses += 1;
+                if *misses >= MISSES_FOR_GONE {
+                    gone.push(*cookie);
+                }
+            }
+        }
         for cookie in gone {
+            self.fallback_misses.remove(&cookie);
             if let Some((t, st)) = self.fallback.remove(&cookie) {
                 let mut c = Self::change(now_ns, t, Some(st), TcpState::Closed, Source::Sockdiag);
                 c.cookie = Some(cookie);
@@ -452,10 +502,12 @@ impl Correlator {
     /// Releases, in time order, the changes older than `now_ns - hold`, with RSTs,
     /// retransmissions, cookies and time in the previous state attached.
     pub fn release(&mut self, now_ns: u64) -> Vec<Released> {
+        // Nothing at or after a CLOSE that still waits for its poll leaves before it.
+        let barrier = self.awaiting.values().map(|a| a.ts_ns).min().unwrap_or(u64::MAX);
         let n = self
             .pending
             .iter()
-            .take_while(|(_, release_at)| *release_at <= now_ns)
+            .take_while(|(c, release_at)| *release_at <= now_ns && c.ts_ns < barrier)
             .count();
         let out: Vec<StateChange> = self.pending.drain(..n).map(|(c, _)| c).collect();
         let out = out.into_iter().map(|c| self.finish(c)).collect();
@@ -468,12 +520,12 @@ impl Correlator {
 
     /// Releases everything, however recent (at exit).
     pub fn release_all(&mut self) -> Vec<Released> {
-        let mut out = self.release(u64::MAX);
         for (t, a) in std::mem::take(&mut self.awaiting) {
-            let c = Self::change(a.ts_ns, t, Some(a.from), TcpState::Closed, Source::Tracepoint);
-            out.push(self.finish(c));
+            let mut c = Self::change(a.ts_ns, t, Some(a.from), TcpState::Closed, Source::Tracepoint);
+            c.linux = Some("watching ended before a poll could tell TIME_WAIT from CLOSED".into());
+            self.push(c);
         }
-        out
+        self.release(u64::MAX)
     }
 
     fn finish(&mut self, mut c: StateChange) -> Released {
