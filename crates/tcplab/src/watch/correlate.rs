@@ -28,8 +28,6 @@ pub type Tuple = (SocketAddr, SocketAddr);
 
 /// Linux's TIME_WAIT length (TCP_TIMEWAIT_LEN).
 const TIMEWAIT_NS: u64 = 60_000_000_000;
-/// A SYN_SENT with port 0 waits this long for the event that names its port.
-const SYN_SENT_HOLD_NS: u64 = 200_000_000;
 /// How close a timewait socket's start must be to the tracepoint's CLOSE to be the same
 /// moment (the timer has jiffy resolution).
 const SAME_MOMENT_NS: u64 = 10_000_000;
@@ -99,6 +97,9 @@ pub struct Correlator {
     peer_reason: HashMap<Tuple, (u64, String)>,
     fallback: HashMap<u64, (Tuple, TcpState)>,
     fallback_misses: HashMap<u64, u8>,
+    /// RSTs a listener sent (time, listener address, reason): the tracepoint then names
+    /// the listener's addresses, not the packet's, so the peer is unknown.
+    listener_rsts: Vec<(u64, SocketAddr, String)>,
     /// When a peer on this machine sent the FIN a FIN_WAIT2 mini-socket waits for,
     /// keyed by the mini-socket's tuple.
     peer_fin: HashMap<Tuple, u64>,
@@ -120,6 +121,7 @@ impl Correlator {
             peer_reason: HashMap::new(),
             fallback: HashMap::new(),
             fallback_misses: HashMap::new(),
+            listener_rsts: Vec::new(),
             peer_fin: HashMap::new(),
             hold_ns,
             lost: 0,
@@ -136,13 +138,12 @@ impl Correlator {
         !self.awaiting.is_empty() || !self.peer_fin.is_empty()
     }
 
+    fn unresolved(c: &StateChange) -> bool {
+        c.to == TcpState::SynSent && c.local.port() == 0
+    }
+
     fn push(&mut self, c: StateChange) {
-        let hold = if c.to == TcpState::SynSent && c.local.port() == 0 {
-            SYN_SENT_HOLD_NS
-        } else {
-            self.hold_ns
-        };
-        let release_at = c.ts_ns.saturating_add(hold);
+        let release_at = c.ts_ns.saturating_add(self.hold_ns);
         self.insert(c, release_at);
     }
 
@@ -159,7 +160,13 @@ impl Correlator {
         self.pending.insert(at, (c, release_at));
     }
 
-    fn change(ts_ns: u64, t: Tuple, from: Option<TcpState>, to: TcpState, source: Source) -> StateChange {
+    fn change(
+        ts_ns: u64,
+        t: Tuple,
+        from: Option<TcpState>,
+        to: TcpState,
+        source: Source,
+    ) -> StateChange {
         StateChange {
             ts_ns,
             local: t.0,
@@ -178,13 +185,20 @@ impl Correlator {
     /// Feeds one tracepoint event.
     pub fn on_trace(&mut self, ev: TraceEvent) {
         match ev {
-            TraceEvent::SetState { ts_ns, local, remote, old, new } => {
-                let (Some(from), Some(to)) = (TcpState::from_linux(old), TcpState::from_linux(new)) else {
+            TraceEvent::SetState {
+                ts_ns,
+                local,
+                remote,
+                old,
+                new,
+            } => {
+                let (Some(from), Some(to)) = (TcpState::from_linux(old), TcpState::from_linux(new))
+                else {
                     return;
                 };
                 let t = (local, remote);
                 if from == TcpState::SynSent && local.port() != 0 {
-                    self.resolve_port(t);
+                    self.resolve_port(t, ts_ns);
                 }
                 if from == TcpState::Listen && to == TcpState::SynRecv {
                     if let Some(r) = self.req.get_mut(&t) {
@@ -199,7 +213,10 @@ impl Correlator {
                 }
                 let peer = (remote, local);
                 if to == TcpState::LastAck
-                    && self.tw.get(&peer).is_some_and(|tw| tw.substate == TcpState::FinWait2)
+                    && self
+                        .tw
+                        .get(&peer)
+                        .is_some_and(|tw| tw.substate == TcpState::FinWait2)
                 {
                     // The peer's FIN is on its way to our FIN_WAIT2 mini-socket: poll now,
                     // and date its TIME_WAIT by this FIN rather than by the coarse timer.
@@ -211,16 +228,32 @@ impl Correlator {
                 if to == TcpState::Closed {
                     let reset = self.resets.contains_key(&t);
                     if state::linux_close(from, reset) == LinuxClose::HandedToTimewait {
-                        self.awaiting.insert(t, Awaiting { from, ts_ns, misses: 0 });
+                        self.awaiting.insert(
+                            t,
+                            Awaiting {
+                                from,
+                                ts_ns,
+                                misses: 0,
+                            },
+                        );
                         return;
                     }
                 }
                 self.push(Self::change(ts_ns, t, Some(from), to, Source::Tracepoint));
             }
-            TraceEvent::SendReset { ts_ns, local, remote, reason } => {
+            TraceEvent::SendReset {
+                ts_ns,
+                local,
+                remote,
+                reason,
+            } => {
                 let (Some(local), Some(remote)) = (local, remote) else {
                     return;
                 };
+                if remote.port() == 0 && remote.ip().is_unspecified() {
+                    self.listener_rsts.push((ts_ns, local, reason));
+                    return;
+                }
                 let peer = (remote, local);
                 if let Some((_, r)) = self.resets.get_mut(&peer) {
                     if r.direction == RstDirection::Received && r.reason.is_none() {
@@ -234,7 +267,12 @@ impl Correlator {
                 };
                 self.resets.insert((local, remote), (ts_ns, reset));
             }
-            TraceEvent::ReceiveReset { ts_ns, local, remote, .. } => {
+            TraceEvent::ReceiveReset {
+                ts_ns,
+                local,
+                remote,
+                ..
+            } => {
                 let t = (local, remote);
                 let reason = self.peer_reason.remove(&t).map(|(_, r)| r);
                 let reset = Reset {
@@ -243,7 +281,13 @@ impl Correlator {
                 };
                 self.resets.insert(t, (ts_ns, reset));
             }
-            TraceEvent::Retransmit { local, remote, .. } => {
+            TraceEvent::Retransmit {
+                ts_ns,
+                local,
+                remote,
+            } => {
+                // A retransmitted SYN names the port its SYN_SENT lacked.
+                self.resolve_port((local, remote), ts_ns);
                 if let Some(c) = self.conns.get_mut(&(local, remote)) {
                     c.retransmits += 1;
                 }
@@ -265,16 +309,27 @@ impl Correlator {
             return;
         };
         let (mut c, release_at) = self.pending.remove(i);
-        c.ts_ns = fin_ts;
+        // The found change was dated no earlier than the socket's CLOSE; keep that bound.
+        let lower = self
+            .pending
+            .iter()
+            .filter(|(p, _)| p.local == t.0 && p.remote == t.1 && p.ts_ns <= c.ts_ns)
+            .map(|(p, _)| p.ts_ns)
+            .max()
+            .unwrap_or(0);
+        c.ts_ns = fin_ts.max(lower);
         c.linux = Some("the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN".into());
         self.peer_fin.remove(&t);
         self.insert(c, release_at);
     }
 
     /// Gives the held port-0 SYN_SENT of `t`'s connection its port.
-    fn resolve_port(&mut self, t: Tuple) {
+    /// Also notices a TIME_WAIT socket of the same tuple that this connect() recycled
+    /// (`net.ipv4.tcp_tw_reuse`, on by default for loopback).
+    fn resolve_port(&mut self, t: Tuple, ts_ns: u64) {
         let mut zero = t.0;
         zero.set_port(0);
+        let mut syn_ts = ts_ns;
         if let Some(c) = self
             .pending
             .iter_mut()
@@ -282,10 +337,27 @@ impl Correlator {
             .find(|c| c.to == TcpState::SynSent && c.local == zero && c.remote == t.1)
         {
             c.local = t.0;
-            return;
-        }
-        if let Some(conn) = self.conns.remove(&(zero, t.1)) {
+            syn_ts = c.ts_ns;
+        } else if let Some(conn) = self.conns.remove(&(zero, t.1)) {
             self.conns.insert(t, conn);
+        }
+        if let Some(tw) = self.tw.remove(&t) {
+            self.peer_fin.remove(&t);
+            if tw.substate == TcpState::TimeWait && tw.announced {
+                // Dated just before the new SYN_SENT, in which connect() reused the tuple.
+                let ts = syn_ts.saturating_sub(1);
+                let mut c = Self::change(
+                    ts,
+                    t,
+                    Some(TcpState::TimeWait),
+                    TcpState::Closed,
+                    Source::Tracepoint,
+                );
+                c.linux = Some(
+                    "recycled by a new connect() to the same peer (net.ipv4.tcp_tw_reuse)".into(),
+                );
+                self.push(c);
+            }
         }
     }
 
@@ -306,8 +378,20 @@ impl Correlator {
                 seen_req.insert(t);
                 let known = self.req.contains_key(&t) || self.conns.contains_key(&t);
                 if !known {
-                    self.req.insert(t, Req { missing_polls: 0, child_seen: false });
-                    let mut c = Self::change(now_ns, t, Some(TcpState::Listen), TcpState::SynRecv, Source::Sockdiag);
+                    self.req.insert(
+                        t,
+                        Req {
+                            missing_polls: 0,
+                            child_seen: false,
+                        },
+                    );
+                    let mut c = Self::change(
+                        now_ns,
+                        t,
+                        Some(TcpState::Listen),
+                        TcpState::SynRecv,
+                        Source::Sockdiag,
+                    );
                     c.cookie = Some(s.cookie);
                     c.linux = Some("half-open: a request socket, seen by sock_diag poll".into());
                     self.push(c);
@@ -325,9 +409,39 @@ impl Correlator {
             }
         }
         for t in closed {
-            let Some(a) = self.awaiting.remove(&t) else { continue };
-            let mut c = Self::change(a.ts_ns, t, Some(a.from), TcpState::Closed, Source::Tracepoint);
-            c.linux = Some("no timewait socket followed".into());
+            let Some(a) = self.awaiting.remove(&t) else {
+                continue;
+            };
+            if let Some((rst_ts, reason)) = self.rst_to(t, a.ts_ns) {
+                // The peer answered this tuple with RST after our CLOSE: only a timewait
+                // socket could have sent what it answered. It existed, and the RST killed it.
+                let mut c = Self::change(
+                    a.ts_ns,
+                    t,
+                    Some(a.from),
+                    TcpState::TimeWait,
+                    Source::Tracepoint,
+                );
+                c.linux = Some(format!(
+                    "tracepoint: {} -> CLOSE; a TIME_WAIT mini-socket took over",
+                    a.from
+                ));
+                self.push(c);
+                self.push(Self::tw_killed(t, rst_ts, reason));
+                continue;
+            }
+            let mut c = Self::change(
+                a.ts_ns,
+                t,
+                Some(a.from),
+                TcpState::Closed,
+                Source::Tracepoint,
+            );
+            c.linux = Some(
+                "no timewait socket found: an RST killed it before the first poll, \
+                 or the kernel made none (TcpExtTCPTimeWaitOverflow)"
+                    .into(),
+            );
             self.push(c);
         }
         let mut gone = Vec::new();
@@ -343,7 +457,17 @@ impl Correlator {
         }
         for t in gone {
             self.peer_fin.remove(&t);
-            let Some(tw) = self.tw.remove(&t) else { continue };
+            let Some(tw) = self.tw.remove(&t) else {
+                continue;
+            };
+            if tw.substate == TcpState::TimeWait && tw.announced {
+                if let Some((rst_ts, reason)) =
+                    self.rst_to(t, tw.last_seen_ns.saturating_sub(1_000_000_000))
+                {
+                    self.push(Self::tw_killed(t, rst_ts, reason));
+                    continue;
+                }
+            }
             let expiry = tw.last_seen_ns + u64::from(tw.expires_ms) * 1_000_000;
             let ts = expiry.clamp(tw.last_seen_ns, now_ns);
             let mut c = Self::change(ts, t, Some(tw.substate), TcpState::Closed, Source::Sockdiag);
@@ -365,17 +489,61 @@ impl Correlator {
         for (t, child_seen) in dropped {
             self.req.remove(&t);
             if !child_seen {
-                let mut c = Self::change(now_ns, t, Some(TcpState::SynRecv), TcpState::Closed, Source::Sockdiag);
+                let mut c = Self::change(
+                    now_ns,
+                    t,
+                    Some(TcpState::SynRecv),
+                    TcpState::Closed,
+                    Source::Sockdiag,
+                );
                 c.linux = Some("request socket dropped (SYN,ACK retries exhausted or RST)".into());
                 self.push(c);
             }
         }
     }
 
+    /// An RST sent to `t` at or after `since`: one addressed to it, else one from the
+    /// listener it is connected to (used up, so one RST explains one socket).
+    fn rst_to(&mut self, t: Tuple, since: u64) -> Option<(u64, String)> {
+        if let Some(r) = self.peer_reason.get(&t).filter(|(ts, _)| *ts >= since) {
+            return Some(r.clone());
+        }
+        let i = self
+            .listener_rsts
+            .iter()
+            .position(|(ts, from, _)| *ts >= since && *from == t.1)?;
+        let (ts, _, reason) = self.listener_rsts.remove(i);
+        Some((ts, format!("{reason}, from the listener")))
+    }
+
+    /// TIME_WAIT -> CLOSED by an RST the peer (on this machine) sent at `ts_ns`.
+    fn tw_killed(t: Tuple, ts_ns: u64, reason: String) -> StateChange {
+        let mut c = Self::change(
+            ts_ns,
+            t,
+            Some(TcpState::TimeWait),
+            TcpState::Closed,
+            Source::Tracepoint,
+        );
+        c.rst = Some(Reset {
+            direction: RstDirection::Received,
+            reason: Some(reason),
+        });
+        c.linux = Some(
+            "an RST killed the TIME_WAIT socket (TIME-WAIT assassination, RFC 1337; \
+             net.ipv4.tcp_rfc1337=0); time of the peer's RST"
+                .into(),
+        );
+        c
+    }
+
     fn on_timewait(&mut self, now_ns: u64, t: Tuple, sub: TcpState, s: &DiagSocket) {
         // TIME_WAIT's timer started at 60 s when the state began.
         let entered = (now_ns + u64::from(s.expires_ms) * 1_000_000).saturating_sub(TIMEWAIT_NS);
-        let prev = self.tw.get(&t).map(|tw| (tw.substate, tw.last_seen_ns, tw.announced));
+        let prev = self
+            .tw
+            .get(&t)
+            .map(|tw| (tw.substate, tw.last_seen_ns, tw.announced));
         let awaiting = self.awaiting.remove(&t);
         let mut announced = prev.is_some_and(|p| p.2);
         if sub == TcpState::TimeWait && !announced {
@@ -392,16 +560,23 @@ impl Correlator {
                     });
                     let mut c = match exact {
                         Some(a) => {
-                            let mut c = Self::change(a.ts_ns, t, Some(from), sub, Source::Tracepoint);
-                            c.linux = Some(format!("tracepoint: {from} -> CLOSE; a TIME_WAIT mini-socket took over"));
+                            let mut c =
+                                Self::change(a.ts_ns, t, Some(from), sub, Source::Tracepoint);
+                            c.linux = Some(format!(
+                                "tracepoint: {from} -> CLOSE; a TIME_WAIT mini-socket took over"
+                            ));
                             c
                         }
                         None => {
-                            let lower = awaiting.as_ref().map_or(prev.map_or(0, |p| p.1), |a| a.ts_ns);
+                            let lower = awaiting
+                                .as_ref()
+                                .map_or(prev.map_or(0, |p| p.1), |a| a.ts_ns);
                             let (ts, linux) = match self.peer_fin.remove(&t) {
                                 Some(fin) => (fin, "the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN"),
-                                None => (entered.clamp(lower, now_ns), "the FIN reached the FIN_WAIT2 mini-socket"),
+                                None => (entered, "the FIN reached the FIN_WAIT2 mini-socket"),
                             };
+                            // Never before what we saw of FIN_WAIT2 (estimates are coarse).
+                            let ts = ts.clamp(lower, now_ns.max(lower));
                             let mut c = Self::change(ts, t, Some(from), sub, Source::Sockdiag);
                             c.linux = Some(linux.into());
                             c
@@ -420,7 +595,10 @@ impl Correlator {
         } else if let Some(a) = &awaiting {
             if sub == TcpState::FinWait2 && a.from != TcpState::FinWait2 {
                 let mut c = Self::change(a.ts_ns, t, Some(a.from), sub, Source::Tracepoint);
-                c.linux = Some(format!("tracepoint: {} -> CLOSE; a FIN_WAIT2 mini-socket took over", a.from));
+                c.linux = Some(format!(
+                    "tracepoint: {} -> CLOSE; a FIN_WAIT2 mini-socket took over",
+                    a.from
+                ));
                 self.push(c);
             }
         }
@@ -446,9 +624,24 @@ impl Correlator {
             let t = (s.local, s.remote);
             if s.is_timewait() {
                 let announced = st == TcpState::TimeWait;
-                self.tw.insert(t, Tw { substate: st, last_seen_ns: now_ns, expires_ms: s.expires_ms, announced, misses: 0 });
+                self.tw.insert(
+                    t,
+                    Tw {
+                        substate: st,
+                        last_seen_ns: now_ns,
+                        expires_ms: s.expires_ms,
+                        announced,
+                        misses: 0,
+                    },
+                );
             } else if st == TcpState::SynRecv {
-                self.req.insert(t, Req { missing_polls: 0, child_seen: false });
+                self.req.insert(
+                    t,
+                    Req {
+                        missing_polls: 0,
+                        child_seen: false,
+                    },
+                );
             }
             self.fallback.insert(s.cookie, (t, st));
             let mut c = Self::change(now_ns, t, None, st, Source::Sockdiag);
@@ -503,25 +696,47 @@ impl Correlator {
     /// retransmissions, cookies and time in the previous state attached.
     pub fn release(&mut self, now_ns: u64) -> Vec<Released> {
         // Nothing at or after a CLOSE that still waits for its poll leaves before it.
-        let barrier = self.awaiting.values().map(|a| a.ts_ns).min().unwrap_or(u64::MAX);
+        let barrier = self
+            .awaiting
+            .values()
+            .map(|a| a.ts_ns)
+            .min()
+            .unwrap_or(u64::MAX);
         let n = self
             .pending
             .iter()
             .take_while(|(c, release_at)| *release_at <= now_ns && c.ts_ns < barrier)
             .count();
-        let out: Vec<StateChange> = self.pending.drain(..n).map(|(c, _)| c).collect();
+        // A SYN_SENT still without its port stays until the connection's next event
+        // names it (its SYN may be retransmitted for minutes) without holding up others;
+        // it then prints late, with its own time.
+        let (waiting, ready): (Vec<_>, Vec<_>) = self
+            .pending
+            .drain(..n)
+            .partition(|(c, _)| Self::unresolved(c) && now_ns != u64::MAX);
+        for (i, w) in waiting.into_iter().enumerate() {
+            self.pending.insert(i, w);
+        }
+        let out: Vec<StateChange> = ready.into_iter().map(|(c, _)| c).collect();
         let out = out.into_iter().map(|c| self.finish(c)).collect();
         // Forget RST facts nobody claimed (e.g. NO_SOCKET answers) after a second.
         let horizon = now_ns.saturating_sub(1_000_000_000);
         self.resets.retain(|_, (ts, _)| *ts >= horizon);
         self.peer_reason.retain(|_, (ts, _)| *ts >= horizon);
+        self.listener_rsts.retain(|(ts, _, _)| *ts >= horizon);
         out
     }
 
     /// Releases everything, however recent (at exit).
     pub fn release_all(&mut self) -> Vec<Released> {
         for (t, a) in std::mem::take(&mut self.awaiting) {
-            let mut c = Self::change(a.ts_ns, t, Some(a.from), TcpState::Closed, Source::Tracepoint);
+            let mut c = Self::change(
+                a.ts_ns,
+                t,
+                Some(a.from),
+                TcpState::Closed,
+                Source::Tracepoint,
+            );
             c.linux = Some("watching ended before a poll could tell TIME_WAIT from CLOSED".into());
             self.push(c);
         }
@@ -557,7 +772,10 @@ impl Correlator {
                 },
             );
         }
-        Released { change: c, in_prev_ns }
+        Released {
+            change: c,
+            in_prev_ns,
+        }
     }
 }
 

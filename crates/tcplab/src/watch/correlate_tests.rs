@@ -80,16 +80,32 @@ mod client_closes_first {
         assert_seq(
             &out,
             C,
-            &["CLOSED>SYN_SENT", "SYN_SENT>ESTABLISHED", "ESTABLISHED>FIN_WAIT1", "FIN_WAIT1>FIN_WAIT2", "FIN_WAIT2>TIME_WAIT"],
+            &[
+                "CLOSED>SYN_SENT",
+                "SYN_SENT>ESTABLISHED",
+                "ESTABLISHED>FIN_WAIT1",
+                "FIN_WAIT1>FIN_WAIT2",
+                "FIN_WAIT2>TIME_WAIT",
+            ],
         );
         let last = &out.iter().rfind(|r| r.change.local == a(C)).unwrap().change;
         assert_eq!(last.ts_ns, 10 * MS);
         assert_eq!(last.source, Source::Tracepoint);
-        assert!(last.linux.as_deref().unwrap().contains("FIN_WAIT2 -> CLOSE"));
+        assert!(last
+            .linux
+            .as_deref()
+            .unwrap()
+            .contains("FIN_WAIT2 -> CLOSE"));
         assert_seq(
             &out,
             S,
-            &["LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED", "ESTABLISHED>CLOSE_WAIT", "CLOSE_WAIT>LAST_ACK", "LAST_ACK>CLOSED"],
+            &[
+                "LISTEN>SYN_RECV",
+                "SYN_RECV>ESTABLISHED",
+                "ESTABLISHED>CLOSE_WAIT",
+                "CLOSE_WAIT>LAST_ACK",
+                "LAST_ACK>CLOSED",
+            ],
         );
     }
 
@@ -118,7 +134,10 @@ mod client_closes_first {
         k.on_mini_poll(211 * MS, &[tw(C, S, 6, 59_996)]);
         k.on_trace(set(211, S, C, 9, 7));
         let out = k.release(u64::MAX);
-        let tw_at = out.iter().find(|r| r.change.to == TcpState::TimeWait).unwrap();
+        let tw_at = out
+            .iter()
+            .find(|r| r.change.to == TcpState::TimeWait)
+            .unwrap();
         assert_eq!(tw_at.change.ts_ns, 210 * MS);
         assert!(!k.needs_mini_poll());
     }
@@ -130,10 +149,16 @@ mod client_closes_first {
         k.on_mini_poll(11 * MS, &[tw(C, S, 5, 59_999)]);
         // The poll sees TIME_WAIT before we read the peer's LAST_ACK line.
         k.on_mini_poll(215 * MS, &[tw(C, S, 6, 59_990)]);
-        assert!(k.release(216 * MS).iter().all(|r| r.change.to != TcpState::TimeWait));
+        assert!(k
+            .release(216 * MS)
+            .iter()
+            .all(|r| r.change.to != TcpState::TimeWait));
         k.on_trace(set(212, S, C, 8, 9));
         let out = k.release(u64::MAX);
-        let tw_at = out.iter().find(|r| r.change.to == TcpState::TimeWait).unwrap();
+        let tw_at = out
+            .iter()
+            .find(|r| r.change.to == TcpState::TimeWait)
+            .unwrap();
         assert_eq!(tw_at.change.ts_ns, 212 * MS);
     }
 
@@ -149,7 +174,14 @@ mod client_closes_first {
         k.on_mini_poll(17 * MS, &[tw(C, S, 6, 59_999)]);
         let out = k.release(u64::MAX);
         assert_seq(&out, C, &["FIN_WAIT2>TIME_WAIT"]);
-        assert_eq!(out.iter().find(|r| r.change.local == a(C)).unwrap().change.ts_ns, 15 * MS);
+        assert_eq!(
+            out.iter()
+                .find(|r| r.change.local == a(C))
+                .unwrap()
+                .change
+                .ts_ns,
+            15 * MS
+        );
     }
 
     #[test]
@@ -222,6 +254,50 @@ mod resets {
         let rst = out[0].change.rst.clone().unwrap();
         assert_eq!(rst.direction, RstDirection::Sent);
         assert_eq!(rst.reason.as_deref(), Some("TCP_ABORT_ON_CLOSE"));
+    }
+
+    #[test]
+    fn rst_to_a_vanished_timewait_socket_shows_time_wait_then_closed() {
+        let mut k = Correlator::new(0);
+        k.on_trace(set(5, C, S, 5, 7));
+        k.on_trace(TraceEvent::SendReset {
+            ts_ns: 7 * MS,
+            local: Some(a(S)),
+            remote: Some(a(C)),
+            reason: "NO_SOCKET".into(),
+        });
+        for ms in 8..11 {
+            k.on_mini_poll(ms * MS, &[]);
+        }
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &["FIN_WAIT2>TIME_WAIT", "TIME_WAIT>CLOSED"]);
+        let rst = out[1].change.rst.clone().unwrap();
+        assert_eq!(
+            (rst.direction, rst.reason.as_deref()),
+            (RstDirection::Received, Some("NO_SOCKET"))
+        );
+        assert_eq!(out[1].change.ts_ns, 7 * MS);
+    }
+
+    #[test]
+    fn listener_rst_explains_a_vanished_timewait_socket() {
+        let mut k = Correlator::new(0);
+        k.on_trace(set(5, C, S, 5, 7));
+        k.on_trace(TraceEvent::SendReset {
+            ts_ns: 7 * MS,
+            local: Some(a(S)),
+            remote: Some(a("0.0.0.0:0")),
+            reason: "TCP_FLAGS".into(),
+        });
+        for ms in 8..11 {
+            k.on_mini_poll(ms * MS, &[]);
+        }
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &["FIN_WAIT2>TIME_WAIT", "TIME_WAIT>CLOSED"]);
+        assert_eq!(
+            out[1].change.rst.as_ref().unwrap().reason.as_deref(),
+            Some("TCP_FLAGS, from the listener")
+        );
     }
 
     #[test]
@@ -318,7 +394,16 @@ mod fallback {
         let out = k.release(u64::MAX);
         // Cookie 7 became cookie 99 in `tw`: a different socket to the poll. Each counts
         // as gone after three polls without it.
-        assert_seq(&out, C, &["->ESTABLISHED", "->TIME_WAIT", "ESTABLISHED>CLOSED", "TIME_WAIT>CLOSED"]);
+        assert_seq(
+            &out,
+            C,
+            &[
+                "->ESTABLISHED",
+                "->TIME_WAIT",
+                "ESTABLISHED>CLOSED",
+                "TIME_WAIT>CLOSED",
+            ],
+        );
         assert!(out.iter().all(|r| r.change.poll_resolution));
     }
 
@@ -333,6 +418,32 @@ mod fallback {
 }
 
 #[test]
+fn a_connect_recycling_a_time_wait_tuple_closes_the_old_socket_first() {
+    let mut k = Correlator::new(0);
+    k.on_trace(set(10, C, S, 5, 7));
+    k.on_mini_poll(11 * MS, &[tw(C, S, 6, 59_999)]);
+    k.on_trace(set(2_000, "127.0.0.1:0", S, 7, 2));
+    k.on_trace(set(2_001, C, S, 2, 1));
+    let out = k.release(u64::MAX);
+    assert_seq(
+        &out,
+        C,
+        &[
+            "FIN_WAIT2>TIME_WAIT",
+            "TIME_WAIT>CLOSED",
+            "CLOSED>SYN_SENT",
+            "SYN_SENT>ESTABLISHED",
+        ],
+    );
+    assert!(out[1]
+        .change
+        .linux
+        .as_deref()
+        .unwrap()
+        .contains("tcp_tw_reuse"));
+}
+
+#[test]
 fn hold_window_keeps_recent_changes() {
     let mut k = Correlator::new(5 * MS);
     k.on_trace(set(10, C, S, 1, 4));
@@ -341,10 +452,28 @@ fn hold_window_keeps_recent_changes() {
 }
 
 #[test]
-fn unresolved_syn_sent_waits_for_its_port() {
+fn unresolved_syn_sent_waits_for_its_port_without_holding_others() {
     let mut k = Correlator::new(MS);
     k.on_trace(set(10, "127.0.0.1:0", S, 7, 2));
-    assert!(k.release(20 * MS).is_empty());
-    let out = k.release(300 * MS);
-    assert_eq!(out[0].change.local, a("127.0.0.1:0"));
+    k.on_trace(set(11, S, "127.0.0.1:1", 1, 8));
+    let out = k.release(2_000 * MS);
+    assert_seq(&out, S, &["ESTABLISHED>CLOSE_WAIT"]);
+    assert!(sequence(&out, "127.0.0.1:0").is_empty());
+    // The SYN was retransmitted after 1 s: the retransmission names the port.
+    k.on_trace(TraceEvent::Retransmit {
+        ts_ns: 1_010 * MS,
+        local: a(C),
+        remote: a(S),
+    });
+    k.on_trace(set(1_011, C, S, 2, 1));
+    let out = k.release(3_000 * MS);
+    assert_seq(&out, C, &["CLOSED>SYN_SENT", "SYN_SENT>ESTABLISHED"]);
+    assert_eq!(out[0].change.ts_ns, 10 * MS);
+}
+
+#[test]
+fn unresolved_syn_sent_leaves_at_exit() {
+    let mut k = Correlator::new(MS);
+    k.on_trace(set(10, "127.0.0.1:0", S, 7, 2));
+    assert_eq!(k.release_all()[0].change.local, a("127.0.0.1:0"));
 }

@@ -86,7 +86,10 @@ fn install_signal_handlers() {
 
 /// CLOCK_MONOTONIC in ns: the clock of the tracefs `mono` trace clock.
 fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec to write into.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
@@ -132,7 +135,9 @@ impl Filter {
     }
 
     fn sockets(&self, all: Vec<DiagSocket>) -> Vec<DiagSocket> {
-        all.into_iter().filter(|s| self.tuple(s.local, s.remote)).collect()
+        all.into_iter()
+            .filter(|s| self.tuple(s.local, s.remote))
+            .collect()
     }
 }
 
@@ -160,9 +165,13 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let diag = SockDiag::open().context("opening netlink sock_diag")?;
     let forced = args.no_trace || std::env::var("TCPLAB_NO_TRACE").as_deref() == Ok("1");
     let tracing = if forced {
-        Err(anyhow::anyhow!("tracing disabled by --no-trace / TCPLAB_NO_TRACE=1"))
+        Err(anyhow::anyhow!(
+            "tracing disabled by --no-trace / TCPLAB_NO_TRACE=1"
+        ))
     } else {
-        Instance::create(&tracefs::Filter { ports: args.ports.clone() })
+        Instance::create(&tracefs::Filter {
+            ports: args.ports.clone(),
+        })
     };
     // Declared before the loop state: dropped last, after the pipe is closed.
     let mut instance = match tracing {
@@ -199,9 +208,15 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             for stale in &inst.removed_stale {
                 eprintln!("tcplab watch: removed stale tracefs instance {stale}");
             }
-            eprintln!("tcplab watch: armed: tracepoints (tracefs instance {})", inst.name());
+            eprintln!(
+                "tcplab watch: armed: tracepoints (tracefs instance {})",
+                inst.name()
+            );
         }
-        None => eprintln!("tcplab watch: armed: sock_diag polling every {} ms", args.poll_ms),
+        None => eprintln!(
+            "tcplab watch: armed: sock_diag polling every {} ms",
+            args.poll_ms
+        ),
     }
     let result = w.run(&mut instance);
     // Whatever happened, report loss and print what is held.
@@ -220,7 +235,10 @@ impl Watch<'_> {
 
     fn run(&mut self, instance: &mut Option<Instance>) -> anyhow::Result<()> {
         let start = mono_ns();
-        let deadline = self.args.duration.map(|d| start + (d.max(0.0) * 1e9) as u64);
+        let deadline = self
+            .args
+            .duration
+            .map(|d| start + (d.max(0.0) * 1e9) as u64);
         let poll_ns = self.args.poll_ms.max(1) * 1_000_000;
         let mut next_poll = 0;
         let mut next_slow = start;
@@ -338,7 +356,10 @@ impl Watch<'_> {
                 self.owner_of.remove(&t);
             }
             let states = &self.args.states;
-            if !states.is_empty() && !states.contains(&c.to) && !c.from.is_some_and(|f| states.contains(&f)) {
+            if !states.is_empty()
+                && !states.contains(&c.to)
+                && !c.from.is_some_and(|f| states.contains(&f))
+            {
                 continue;
             }
             if let Some(pid) = self.args.pid {
@@ -366,7 +387,10 @@ impl Watch<'_> {
         let limit_ns = (limit.max(0.0) * 1e9) as u64;
         let mut found = Vec::new();
         for (t, c) in self.corr.conns() {
-            let watched = matches!(c.state, TcpState::CloseWait | TcpState::FinWait2 | TcpState::SynRecv);
+            let watched = matches!(
+                c.state,
+                TcpState::CloseWait | TcpState::FinWait2 | TcpState::SynRecv
+            );
             let for_ns = now.saturating_sub(c.since_ns);
             if watched && for_ns > limit_ns && !self.stuck_reported.contains(t) {
                 found.push(Stuck {
@@ -379,7 +403,8 @@ impl Watch<'_> {
                 });
             }
         }
-        self.stuck_reported.retain(|t| self.corr.conns().contains_key(t));
+        self.stuck_reported
+            .retain(|t| self.corr.conns().contains_key(t));
         for s in found {
             self.stuck_reported.insert((s.local, s.remote));
             if let Some(pid) = self.args.pid {

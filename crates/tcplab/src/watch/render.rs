@@ -15,7 +15,12 @@ pub fn clock(wall_ns: u64) -> String {
     let secs = wall_ns / 1_000_000_000;
     let us = (wall_ns % 1_000_000_000) / 1_000;
     let day = secs % 86_400;
-    format!("{:02}:{:02}:{:02}.{us:06}", day / 3600, day / 60 % 60, day % 60)
+    format!(
+        "{:02}:{:02}:{:02}.{us:06}",
+        day / 3600,
+        day / 60 % 60,
+        day % 60
+    )
 }
 
 /// A duration, short: `850us`, `12.3ms`, `4.02s`.
@@ -45,7 +50,9 @@ pub fn cause(c: &StateChange) -> String {
             RstDirection::Received => "rcv RST",
         };
         let _ = match &rst.reason {
-            Some(r) if rst.direction == RstDirection::Received => write!(s, " [{dir}, peer's reason {r}]"),
+            Some(r) if rst.direction == RstDirection::Received => {
+                write!(s, " [{dir}, peer's reason {r}]")
+            }
             Some(r) => write!(s, " [{dir} {r}]"),
             None => write!(s, " [{dir}]"),
         };
@@ -61,7 +68,9 @@ pub fn human(r: &Released, wall_offset_ns: i128, owner: Option<&Owner>) -> Strin
     let c = &r.change;
     let wall = (i128::from(c.ts_ns) + wall_offset_ns).max(0) as u64;
     let mark = if c.poll_resolution { '~' } else { ' ' };
-    let from = c.from.map_or_else(|| "(exists)".to_string(), |f| f.to_string());
+    let from = c
+        .from
+        .map_or_else(|| "(exists)".to_string(), |f| f.to_string());
     let mut line = format!(
         "{mark}{}  {} -> {}  {from:>11} -> {:<11}  {}",
         clock(wall),
@@ -127,10 +136,10 @@ pub fn stuck_human(s: &Stuck) -> String {
         TcpState::FinWait2 => "we closed; the peer never sent its FIN",
         _ => "half-open: the final ACK of the handshake never came",
     };
-    let owner = s
-        .owner
-        .as_ref()
-        .map_or_else(|| "owner unknown".to_string(), |o| format!("pid {} ({})", o.pid, o.comm));
+    let owner = s.owner.as_ref().map_or_else(
+        || "owner unknown".to_string(),
+        |o| format!("pid {} ({})", o.pid, o.comm),
+    );
     format!(
         "STUCK {}{} in {}  {} -> {}  {owner}: {hint}",
         if s.at_least { ">=" } else { "" },
@@ -187,7 +196,9 @@ impl Summary {
     /// JSON form.
     pub fn json(&self) -> String {
         let names = |m: &BTreeMap<TcpState, u64>| -> serde_json::Map<String, Value> {
-            m.iter().map(|(k, v)| (k.name().to_string(), json!(v))).collect()
+            m.iter()
+                .map(|(k, v)| (k.name().to_string(), json!(v)))
+                .collect()
         };
         json!({"kind": "summary", "now": names(&self.now), "entered": names(&self.entered), "lost": self.lost})
             .to_string()
@@ -223,7 +234,10 @@ mod tests {
 
     #[test]
     fn human_line() {
-        let owner = Owner { pid: 42, comm: "curl".into() };
+        let owner = Owner {
+            pid: 42,
+            comm: "curl".into(),
+        };
         assert_eq!(
             human(&released(), 3_600_000_000_000, Some(&owner)),
             " 01:00:05.000000  127.0.0.1:40000 -> 127.0.0.1:1     SYN_SENT -> CLOSED       \

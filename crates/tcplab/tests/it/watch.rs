@@ -69,7 +69,11 @@ impl Watcher {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !w.stderr.iter().any(|l| l.contains("armed")) {
-            assert!(Instant::now() < deadline, "watch never armed: {:?}", w.stderr);
+            assert!(
+                Instant::now() < deadline,
+                "watch never armed: {:?}",
+                w.stderr
+            );
             if let Ok(l) = w.errs.recv_timeout(Duration::from_millis(50)) {
                 w.stderr.push(l);
             }
@@ -90,8 +94,9 @@ impl Watcher {
 
     fn drain(&mut self) {
         while let Ok(l) = self.lines.try_recv() {
-            self.seen
-                .push(serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")));
+            self.seen.push(
+                serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")),
+            );
         }
         while let Ok(l) = self.errs.try_recv() {
             self.stderr.push(l);
@@ -100,7 +105,12 @@ impl Watcher {
 
     /// Waits until a line satisfies `pred`, at most `limit`; returns it.
     #[track_caller]
-    pub fn wait_for(&mut self, limit: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for(
+        &mut self,
+        limit: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             self.drain();
@@ -110,7 +120,11 @@ impl Watcher {
             assert!(
                 Instant::now() < deadline,
                 "no {what} within {limit:?}; seen:\n{}\nstderr: {:?}",
-                self.seen.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"),
+                self.seen
+                    .iter()
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 self.stderr
             );
             if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
@@ -138,7 +152,10 @@ impl Watcher {
         self.stderr.extend(self.errs.iter());
         assert!(status.success(), "watch exit {status}: {:?}", self.stderr);
         if let Some(name) = instance {
-            assert!(!Path::new(INSTANCES).join(&name).exists(), "instance {name} left behind");
+            assert!(
+                !Path::new(INSTANCES).join(&name).exists(),
+                "instance {name} left behind"
+            );
         }
         self
     }
@@ -147,7 +164,13 @@ impl Watcher {
     pub fn sequence(&self, local: SocketAddr, remote: SocketAddr) -> Vec<String> {
         self.transitions()
             .filter(|v| v["local"] == local.to_string() && v["remote"] == remote.to_string())
-            .map(|v| format!("{}>{}", v["from"].as_str().unwrap_or("-"), v["to"].as_str().unwrap_or("?")))
+            .map(|v| {
+                format!(
+                    "{}>{}",
+                    v["from"].as_str().unwrap_or("-"),
+                    v["to"].as_str().unwrap_or("?")
+                )
+            })
             .collect()
     }
 
@@ -207,9 +230,13 @@ fn is(v: &Value, local: SocketAddr, to: &str) -> bool {
 /// The client's address for a connection to `server`, from the watcher's SYN_SENT.
 #[track_caller]
 fn client_of(w: &mut Watcher, server: SocketAddr) -> SocketAddr {
-    let v = w.wait_for(Duration::from_secs(10), "client SYN_SENT -> ESTABLISHED", |v| {
-        v["remote"] == server.to_string() && v["from"] == "SYN_SENT" && v["to"] == "ESTABLISHED"
-    });
+    let v = w.wait_for(
+        Duration::from_secs(10),
+        "client SYN_SENT -> ESTABLISHED",
+        |v| {
+            v["remote"] == server.to_string() && v["from"] == "SYN_SENT" && v["to"] == "ESTABLISHED"
+        },
+    );
     v["local"].as_str().unwrap().parse().unwrap()
 }
 
@@ -219,7 +246,11 @@ fn assert_sequence(w: &Watcher, local: SocketAddr, remote: SocketAddr, expected:
         w.sequence(local, remote),
         expected,
         "transitions of {local} -> {remote}; all lines:\n{}",
-        w.seen.iter().map(Value::to_string).collect::<Vec<_>>().join("\n")
+        w.seen
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
@@ -254,7 +285,9 @@ fn scenario(connect_args: &[&str], done: &[(bool, &str)]) -> (Watcher, SocketAdd
     for (on_client, to) in done {
         let local = if *on_client { client } else { server.addr };
         let remote = if *on_client { server.addr } else { client };
-        w.wait_for(Duration::from_secs(10), to, |v| is(v, local, to) && v["remote"] == remote.to_string());
+        w.wait_for(Duration::from_secs(10), to, |v| {
+            is(v, local, to) && v["remote"] == remote.to_string()
+        });
     }
     (w.stop(), server.addr, client)
 }
@@ -264,7 +297,10 @@ fn client_closes_first_time_wait_on_the_client() {
     if !support::privileged("client_closes_first_time_wait_on_the_client") {
         return;
     }
-    let (w, server, client) = scenario(&["--send", "hello", "--close", "fin"], &[(true, "TIME_WAIT"), (false, "CLOSED")]);
+    let (w, server, client) = scenario(
+        &["--send", "hello", "--close", "fin"],
+        &[(true, "TIME_WAIT"), (false, "CLOSED")],
+    );
     assert_sequence(&w, client, server, &ACTIVE_CLOSER);
     assert_sequence(&w, server, client, &PASSIVE_CLOSER_SERVER);
     assert!(w.transitions().all(|v| v["legal"] == true));
@@ -275,18 +311,33 @@ fn server_closes_first_on_quit_time_wait_on_the_server() {
     if !support::privileged("server_closes_first_on_quit_time_wait_on_the_server") {
         return;
     }
-    let (w, server, client) = scenario(&["--send", "quit", "--close", "wait"], &[(false, "TIME_WAIT"), (true, "CLOSED")]);
+    let (w, server, client) = scenario(
+        &["--send", "quit", "--close", "wait"],
+        &[(false, "TIME_WAIT"), (true, "CLOSED")],
+    );
     assert_sequence(
         &w,
         server,
         client,
-        &["LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED", "ESTABLISHED>FIN_WAIT1", "FIN_WAIT1>FIN_WAIT2", "FIN_WAIT2>TIME_WAIT"],
+        &[
+            "LISTEN>SYN_RECV",
+            "SYN_RECV>ESTABLISHED",
+            "ESTABLISHED>FIN_WAIT1",
+            "FIN_WAIT1>FIN_WAIT2",
+            "FIN_WAIT2>TIME_WAIT",
+        ],
     );
     assert_sequence(
         &w,
         client,
         server,
-        &["CLOSED>SYN_SENT", "SYN_SENT>ESTABLISHED", "ESTABLISHED>CLOSE_WAIT", "CLOSE_WAIT>LAST_ACK", "LAST_ACK>CLOSED"],
+        &[
+            "CLOSED>SYN_SENT",
+            "SYN_SENT>ESTABLISHED",
+            "ESTABLISHED>CLOSE_WAIT",
+            "CLOSE_WAIT>LAST_ACK",
+            "LAST_ACK>CLOSED",
+        ],
     );
 }
 
@@ -295,12 +346,18 @@ fn half_close_then_time_wait_on_the_client() {
     if !support::privileged("half_close_then_time_wait_on_the_client") {
         return;
     }
-    let (w, server, client) = scenario(&["--send", "hello", "--close", "half"], &[(true, "TIME_WAIT"), (false, "CLOSED")]);
+    let (w, server, client) = scenario(
+        &["--send", "hello", "--close", "half"],
+        &[(true, "TIME_WAIT"), (false, "CLOSED")],
+    );
     assert_sequence(&w, client, server, &ACTIVE_CLOSER);
     assert_sequence(&w, server, client, &PASSIVE_CLOSER_SERVER);
     // The half-closed client was still open when the FIN came: the kernel moved it to
     // TIME_WAIT at that instant, so the change is exact, not a poll's.
-    let tw = w.transitions().find(|v| is(v, client, "TIME_WAIT")).unwrap();
+    let tw = w
+        .transitions()
+        .find(|v| is(v, client, "TIME_WAIT"))
+        .unwrap();
     assert_eq!(tw["source"], "tracepoint", "{tw}");
 }
 
@@ -309,15 +366,39 @@ fn abortive_close_shows_the_rst_and_its_cause() {
     if !support::privileged("abortive_close_shows_the_rst_and_its_cause") {
         return;
     }
-    let (w, server, client) = scenario(&["--send", "hello", "--close", "rst"], &[(true, "CLOSED"), (false, "CLOSED")]);
-    assert_sequence(&w, client, server, &["CLOSED>SYN_SENT", "SYN_SENT>ESTABLISHED", "ESTABLISHED>CLOSED"]);
-    assert_sequence(&w, server, client, &["LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED", "ESTABLISHED>CLOSED"]);
+    let (w, server, client) = scenario(
+        &["--send", "hello", "--close", "rst"],
+        &[(true, "CLOSED"), (false, "CLOSED")],
+    );
+    assert_sequence(
+        &w,
+        client,
+        server,
+        &[
+            "CLOSED>SYN_SENT",
+            "SYN_SENT>ESTABLISHED",
+            "ESTABLISHED>CLOSED",
+        ],
+    );
+    assert_sequence(
+        &w,
+        server,
+        client,
+        &[
+            "LISTEN>SYN_RECV",
+            "SYN_RECV>ESTABLISHED",
+            "ESTABLISHED>CLOSED",
+        ],
+    );
     let c = w.transitions().find(|v| is(v, client, "CLOSED")).unwrap();
     assert_eq!(c["rst"]["direction"], "sent", "{c}");
     assert!(c["rst"]["reason"].is_string(), "{c}");
     let s = w.transitions().find(|v| is(v, server, "CLOSED")).unwrap();
     assert_eq!(s["rst"]["direction"], "received", "{s}");
-    assert_eq!(s["rst"]["reason"], c["rst"]["reason"], "the peer's reason travels along");
+    assert_eq!(
+        s["rst"]["reason"], c["rst"]["reason"],
+        "the peer's reason travels along"
+    );
 }
 
 #[test]
@@ -326,7 +407,10 @@ fn refused_connect_shows_no_socket_reset() {
         return;
     }
     let _shared = WATCHERS.read().unwrap_or_else(|e| e.into_inner());
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut w = Watcher::start(&[], &["--port", &closed.port().to_string()]);
     let out = connect(&[&closed.to_string(), "--send", "x"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -348,17 +432,28 @@ fn time_wait_ends_in_closed_after_a_minute() {
     let _shared = WATCHERS.read().unwrap_or_else(|e| e.into_inner());
     let server = Server::start(&[]);
     let mut w = Watcher::start(&[], &["--port", &server.addr.port().to_string()]);
-    let out = connect(&[&server.addr.to_string(), "--send", "hello", "--close", "fin"]);
+    let out = connect(&[
+        &server.addr.to_string(),
+        "--send",
+        "hello",
+        "--close",
+        "fin",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let client = client_of(&mut w, server.addr);
-    let tw = w.wait_for(Duration::from_secs(10), "TIME_WAIT", |v| is(v, client, "TIME_WAIT"));
+    let tw = w.wait_for(Duration::from_secs(10), "TIME_WAIT", |v| {
+        is(v, client, "TIME_WAIT")
+    });
     let closed = w.wait_for(Duration::from_secs(90), "TIME_WAIT -> CLOSED", |v| {
         is(v, client, "CLOSED") && v["from"] == "TIME_WAIT"
     });
     assert_eq!(closed["source"], "sockdiag");
     assert_eq!(closed["poll_resolution"], true);
     let in_tw = closed["ts_ns"].as_u64().unwrap() - tw["ts_ns"].as_u64().unwrap();
-    assert!((55_000_000_000..70_000_000_000).contains(&in_tw), "TIME_WAIT lasted {in_tw} ns");
+    assert!(
+        (55_000_000_000..70_000_000_000).contains(&in_tw),
+        "TIME_WAIT lasted {in_tw} ns"
+    );
     w.stop();
 }
 
@@ -372,6 +467,8 @@ fn three_thousand_connections_none_lost() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let server = listener.local_addr().unwrap();
     let mut w = Watcher::start(&[], &["--port", &server.port().to_string(), "--summary"]);
+    let overflow_before = tcp_ext("TcpExt:", "TCPTimeWaitOverflow");
+    let rsts_before = tcp_ext("Tcp:", "OutRsts");
     // The server reads to EOF (the client's FIN) and closes: client closes first.
     let acceptor = std::thread::spawn(move || {
         for _ in 0..N {
@@ -393,33 +490,101 @@ fn three_thousand_connections_none_lost() {
         std::thread::park_timeout(Duration::from_millis(50));
     }
     let w = w.stop();
-    let mut per_socket: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    // Kernel counters for the whole namespace: other tests add to them too.
+    let overflows = tcp_ext("TcpExt:", "TCPTimeWaitOverflow") - overflow_before;
+    let rsts = tcp_ext("Tcp:", "OutRsts") - rsts_before;
+    // Socket lives by tuple: loopback connect() may recycle a TIME_WAIT tuple
+    // (tcp_tw_reuse), so one tuple can hold two lives; a life starts with its open.
+    let mut per_tuple: BTreeMap<(String, String), Vec<Vec<String>>> = BTreeMap::new();
     for v in w.transitions() {
         if v["from"].is_null() {
             continue;
         }
-        per_socket
+        let step = format!(
+            "{}>{}",
+            v["from"].as_str().unwrap(),
+            v["to"].as_str().unwrap()
+        );
+        let lives = per_tuple
             .entry((v["local"].to_string(), v["remote"].to_string()))
-            .or_default()
-            .push(format!("{}>{}", v["from"].as_str().unwrap(), v["to"].as_str().unwrap()));
+            .or_default();
+        if lives.is_empty() || step == "CLOSED>SYN_SENT" || step == "LISTEN>SYN_RECV" {
+            lives.push(Vec::new());
+        }
+        lives.last_mut().unwrap().push(step);
     }
+    let per_socket: Vec<((String, String), Vec<String>)> = per_tuple
+        .into_iter()
+        .flat_map(|(t, lives)| lives.into_iter().map(move |l| (t.clone(), l)))
+        .collect();
     let server_s = format!("\"{server}\"");
     let clients = per_socket.iter().filter(|((_, r), _)| *r == server_s);
     let mut n_clients = 0;
+    let mut without_tw = 0;
     for ((l, _), seq) in clients {
         n_clients += 1;
-        assert_eq!(seq, &ACTIVE_CLOSER, "client {l}");
+        if seq.len() == 6 && seq[5] == "TIME_WAIT>CLOSED" {
+            // Killed early: by an RST (a late ACK from it reached the listener after
+            // the server socket was gone; RFC 1337), or recycled by a new connect().
+            assert_eq!(seq[..5], ACTIVE_CLOSER, "client {l}");
+        } else if seq.last().map(String::as_str) == Some("FIN_WAIT2>CLOSED") {
+            // No timewait socket was found: the kernel made none (it counts that:
+            // other load can fill tcp_max_tw_buckets), or an RST killed it before the
+            // first poll.
+            without_tw += 1;
+            assert_eq!(seq[..4], ACTIVE_CLOSER[..4], "client {l}");
+        } else {
+            assert_eq!(seq, &ACTIVE_CLOSER, "client {l}");
+        }
     }
-    let children = per_socket.iter().filter(|((l, r), _)| *l == server_s && r != "\"0.0.0.0:0\"");
+    assert!(
+        without_tw <= overflows + rsts,
+        "{without_tw} clients without TIME_WAIT, but the kernel counted {overflows} overflows \
+         and {rsts} RSTs sent"
+    );
+    let children = per_socket
+        .iter()
+        .filter(|((l, r), _)| *l == server_s && r != "\"0.0.0.0:0\"");
     let mut n_children = 0;
     for ((_, r), seq) in children {
         n_children += 1;
         assert_eq!(seq, &PASSIVE_CLOSER_SERVER, "child for {r}");
     }
     assert_eq!((n_clients, n_children), (N, N));
-    let summary = w.seen.iter().find(|v| v["kind"] == "summary").expect("summary line");
+    let summary = w
+        .seen
+        .iter()
+        .find(|v| v["kind"] == "summary")
+        .expect("summary line");
+    assert_eq!(summary["entered"]["SYN_SENT"], N as u64, "{summary}");
+    assert_eq!(summary["entered"]["ESTABLISHED"], 2 * N as u64, "{summary}");
     assert_eq!(summary["lost"], 0, "{summary}");
-    assert!(!w.stderr.iter().any(|l| l.contains("lost")), "{:?}", w.stderr);
+    assert!(
+        !w.stderr.iter().any(|l| l.contains("lost")),
+        "{:?}",
+        w.stderr
+    );
+}
+
+/// A kernel counter from /proc/net/snmp or /proc/net/netstat, e.g. ("TcpExt:",
+/// "TCPTimeWaitOverflow") or ("Tcp:", "OutRsts").
+fn tcp_ext(section: &str, name: &str) -> u64 {
+    let file = if section == "Tcp:" {
+        "/proc/net/snmp"
+    } else {
+        "/proc/net/netstat"
+    };
+    let text = std::fs::read_to_string(file).expect("read the kernel's counters");
+    let mut lines = text.lines().filter(|l| l.starts_with(section));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        panic!("no {section} lines in {file}");
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {file}"))
 }
 
 #[test]
@@ -428,16 +593,30 @@ fn sigkilled_watcher_instance_is_removed_by_the_next() {
         return;
     }
     let _alone = WATCHERS.write().unwrap_or_else(|e| e.into_inner());
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
     let mut first = Watcher::start(&[], &["--port", &port]);
     let name = first.instance().expect("instance name in the armed line");
     first.child.kill().unwrap();
     first.child.wait().unwrap();
-    assert!(Path::new(INSTANCES).join(&name).exists(), "SIGKILL should leave {name}");
-    let second = Watcher::start(&[], &["--port", &port]);
-    assert!(!Path::new(INSTANCES).join(&name).exists(), "{name} still there");
     assert!(
-        second.stderr.iter().any(|l| l.contains("removed stale") && l.contains(&name)),
+        Path::new(INSTANCES).join(&name).exists(),
+        "SIGKILL should leave {name}"
+    );
+    let second = Watcher::start(&[], &["--port", &port]);
+    assert!(
+        !Path::new(INSTANCES).join(&name).exists(),
+        "{name} still there"
+    );
+    assert!(
+        second
+            .stderr
+            .iter()
+            .any(|l| l.contains("removed stale") && l.contains(&name)),
         "{:?}",
         second.stderr
     );
@@ -451,19 +630,29 @@ fn forced_fallback_polls_established_and_time_wait() {
     }
     let _shared = WATCHERS.read().unwrap_or_else(|e| e.into_inner());
     let server = Server::start(&[]);
-    let mut w = Watcher::start(&[], &["--port", &server.addr.port().to_string(), "--no-trace"]);
+    let mut w = Watcher::start(
+        &[],
+        &["--port", &server.addr.port().to_string(), "--no-trace"],
+    );
     let fallback = w.stderr.iter().find(|l| l.contains("fallback")).cloned();
     let fallback = fallback.expect("the fallback line");
-    assert!(fallback.contains("CAP_SYS_ADMIN") && fallback.contains("may be missed"), "{fallback}");
+    assert!(
+        fallback.contains("CAP_SYS_ADMIN") && fallback.contains("may be missed"),
+        "{fallback}"
+    );
     let mut stream = TcpStream::connect(server.addr).unwrap();
     // Read the banner: closing with unread data would send RST, not FIN.
     let mut banner = vec![0; tcplab_core::protocol::BANNER.len()];
     std::io::Read::read_exact(&mut stream, &mut banner).unwrap();
     let client = stream.local_addr().unwrap();
-    let est = w.wait_for(Duration::from_secs(10), "ESTABLISHED", |v| is(v, client, "ESTABLISHED"));
+    let est = w.wait_for(Duration::from_secs(10), "ESTABLISHED", |v| {
+        is(v, client, "ESTABLISHED")
+    });
     assert_eq!(est["source"], "sockdiag");
     drop(stream);
-    w.wait_for(Duration::from_secs(10), "TIME_WAIT", |v| is(v, client, "TIME_WAIT"));
+    w.wait_for(Duration::from_secs(10), "TIME_WAIT", |v| {
+        is(v, client, "TIME_WAIT")
+    });
     w.stop();
 }
 

@@ -16,7 +16,11 @@ pub struct Netns {
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Netns {
@@ -30,10 +34,20 @@ impl Netns {
         let ns = Netns { name };
         ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
         ip(&["-n", &ns.name, "addr", "add", "192.0.2.1/32", "dev", "lo"]);
-        ip(&["-n", &ns.name, "link", "add", "tw0", "type", "veth", "peer", "name", "tw1"]);
+        ip(&[
+            "-n", &ns.name, "link", "add", "tw0", "type", "veth", "peer", "name", "tw1",
+        ]);
         ip(&["-n", &ns.name, "link", "set", "tw0", "up"]);
         ip(&["-n", &ns.name, "link", "set", "tw1", "up"]);
-        ip(&["-n", &ns.name, "route", "add", "192.0.2.99/32", "dev", "tw0"]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "route",
+            "add",
+            "192.0.2.99/32",
+            "dev",
+            "tw0",
+        ]);
         ns
     }
 
@@ -53,7 +67,13 @@ impl Netns {
             assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
             let listener = TcpListener::bind("192.0.2.1:0").expect("listen in the netns");
             // SAFETY: plain socket(2); the result is checked.
-            let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_RAW) };
+            let raw = unsafe {
+                libc::socket(
+                    libc::AF_INET,
+                    libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                    libc::IPPROTO_RAW,
+                )
+            };
             assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
             // SAFETY: a fresh fd we own.
             (listener, unsafe { OwnedFd::from_raw_fd(raw) })
@@ -65,7 +85,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
     }
 }
 
@@ -124,5 +146,10 @@ pub fn send_syn(raw: &OwnedFd, src: SocketAddr, dst: SocketAddr) {
             std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
         )
     };
-    assert_eq!(n, pkt.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        n,
+        pkt.len() as isize,
+        "sendto: {}",
+        std::io::Error::last_os_error()
+    );
 }
