@@ -332,7 +332,7 @@ fn tcp_line(
 
 /// Appends one option as tcpdump prints it; false for a malformed one (tcpdump stops
 /// the line there with `[bad opt]`).
-fn option(opt: TcpOption<'_>, sack_base: u32, out: &mut Vec<u8>) -> bool {
+pub(crate) fn option(opt: TcpOption<'_>, sack_base: u32, out: &mut Vec<u8>) -> bool {
     match opt {
         TcpOption::Eol => out.extend_from_slice(b"eol"),
         TcpOption::Nop => out.extend_from_slice(b"nop"),

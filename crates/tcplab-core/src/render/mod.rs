@@ -7,7 +7,7 @@ mod hex;
 pub mod html;
 mod jsonl;
 pub mod ladder;
-mod line;
+pub(crate) mod line;
 pub mod mermaid;
 mod packet;
 pub mod svg;

@@ -22,25 +22,16 @@ use crate::event::StateChange;
 use crate::state::TcpState;
 
 mod build;
+mod from_wire;
 mod infer;
 
 pub use build::{build, build_connection};
+pub use from_wire::segments_from_frames;
 pub use infer::infer;
 
-/// TCP header flag bits (RFC 9293 §3.1), as in the header's byte 13.
+/// TCP header flag bits (RFC 9293 §3.1), as [`crate::wire::tcp`] defines them.
 pub mod flags {
-    /// No more data from the sender.
-    pub const FIN: u16 = 0x001;
-    /// Synchronize sequence numbers.
-    pub const SYN: u16 = 0x002;
-    /// Reset the connection.
-    pub const RST: u16 = 0x004;
-    /// Push.
-    pub const PSH: u16 = 0x008;
-    /// The acknowledgment field is significant.
-    pub const ACK: u16 = 0x010;
-    /// The urgent pointer is significant.
-    pub const URG: u16 = 0x020;
+    pub use crate::wire::tcp::{ACK, FIN, PSH, RST, SYN, URG};
 }
 
 /// Which end of the connection.
