@@ -56,6 +56,7 @@ fn render(name: &str, opts: ViewOptions) -> String {
             data: rec.data,
             orig_len: rec.orig_len,
             direction: rec.flags.and_then(PacketDirection::from_epb_flags),
+            comment: None,
         };
         r.render(&frame, &mut out);
     }

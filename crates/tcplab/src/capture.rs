@@ -184,6 +184,7 @@ fn read_file(args: &Args, path: &PathBuf, expr: Option<&filter::Expr>) -> anyhow
             data: rec.data,
             orig_len: rec.orig_len,
             direction: rec.flags.and_then(PacketDirection::from_epb_flags),
+            comment: rec.comment,
         };
         r.render(&frame, &mut buf);
         shown += 1;
@@ -280,6 +281,7 @@ impl Sink<'_> {
                     data: p.data,
                     orig_len: p.orig_len,
                     direction: p.direction,
+                    comment: None,
                 };
                 self.renderer.render(&frame, &mut self.buf);
                 if self.buf.len() >= FLUSH_AT {

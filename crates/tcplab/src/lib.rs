@@ -22,5 +22,7 @@ pub mod lab;
 pub mod log;
 pub mod netns;
 pub mod probe;
+pub mod replay;
 pub mod server;
+pub mod view;
 pub mod watch;

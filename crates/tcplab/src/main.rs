@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tcplab::{capture, client, exit, lab, server, watch};
+use tcplab::{capture, client, exit, lab, replay, server, watch};
 
 /// See a TCP connection's whole life, exactly as the Linux kernel lived it.
 #[derive(Debug, Parser)]
@@ -25,6 +25,8 @@ enum Command {
     Capture(capture::Args),
     /// Live TCP state transitions, exact, with TIME_WAIT and SYN_RECV.
     Watch(watch::Args),
+    /// Timeline and ladder diagram of a pcap/pcapng file, states inferred.
+    Replay(replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Lab(args) => lab::main(args),
         Command::Capture(args) => capture::main(args),
         Command::Watch(args) => watch::main(args),
+        Command::Replay(args) => replay::main(args),
     };
     exit::report(result)
 }

@@ -55,6 +55,9 @@ pub(crate) fn write(
     if let Some(d) = frame.direction {
         m.insert("direction".into(), json!(d));
     }
+    if let Some(c) = frame.comment {
+        m.insert("comment".into(), json!(String::from_utf8_lossy(c)));
+    }
     if let Some(e) = pkt.ethertype {
         m.insert("ethertype".into(), json!(e));
     }

@@ -51,6 +51,9 @@ pub struct Frame<'a> {
     pub orig_len: u32,
     /// Direction, when the capture knows it.
     pub direction: Option<PacketDirection>,
+    /// The packet's comment (pcapng `opt_comment`), e.g. the state changes
+    /// `tcplab lab --pcapng` noted.
+    pub comment: Option<&'a [u8]>,
 }
 
 /// Renders frames one after the other, remembering connections for relative numbers.
@@ -109,6 +112,11 @@ impl Renderer {
             &self.ifnames,
             out,
         );
+        if let Some(comment) = frame.comment {
+            // On its own line, so the packet line keeps tcpdump's layout.
+            out.extend_from_slice(b"\n    comment: ");
+            out.extend(comment.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+        }
         match self.opts.dump {
             Dump::None => {}
             Dump::Ascii => ascii(pkt.network_bytes(), out),

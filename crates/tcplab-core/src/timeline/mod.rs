@@ -347,6 +347,41 @@ impl Connection {
         path
     }
 
+    /// For each segment that caused state changes, a comment naming them, e.g.
+    /// `client ESTABLISHED → CLOSE_WAIT (rcv FIN / snd ACK)`, keyed by the segment's
+    /// (capture time, raw seq, flags) so the captured frame can be found again (the
+    /// annotated pcapng writes it as the packet's comment).
+    pub fn segment_comments(&self) -> Vec<((u64, u32, u16), String)> {
+        let mut notes: Vec<Vec<String>> = vec![Vec::new(); self.entries.len()];
+        for e in &self.entries {
+            if let Item::State(s) = &e.item {
+                let segment = match &s.cause {
+                    Cause::Received { segment, .. } | Cause::Sent { segment, .. } => *segment,
+                    _ => continue,
+                };
+                let from = s.from.map_or("?", TcpState::name);
+                let mark = if s.inferred { ", inferred" } else { "" };
+                notes[segment].push(format!(
+                    "{} {from} → {} ({}{mark})",
+                    s.role.name(),
+                    s.to,
+                    s.cause.explain()
+                ));
+            }
+        }
+        self.entries
+            .iter()
+            .zip(notes)
+            .filter_map(|(e, notes)| match &e.item {
+                Item::Segment(s) if !notes.is_empty() => Some((
+                    (s.segment.ts_ns, s.segment.seq, s.segment.flags),
+                    notes.join("; "),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The segments' flags in order, as `S`, `S.`, `.`, `P.`, `F.`, `R`.
     pub fn flag_pattern(&self) -> Vec<String> {
         self.entries

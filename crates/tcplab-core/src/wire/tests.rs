@@ -117,6 +117,7 @@ proptest! {
         });
         let frame = crate::render::Frame {
             ts_ns: 0, linktype, data: &bytes, orig_len: bytes.len() as u32, direction: None,
+            comment: None,
         };
         r.render(&frame, &mut out);
         let mut j = crate::render::Renderer::new(crate::render::ViewOptions {

@@ -30,13 +30,49 @@ const SETTLE: Duration = Duration::from_millis(40);
 /// And at most.
 const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 
-/// What a capture thread brings back.
-#[derive(Debug)]
-struct Captured {
-    linktype: u32,
-    /// (CLOCK_MONOTONIC ns, frame bytes)
-    frames: Vec<(u64, Vec<u8>)>,
-    dropped: u64,
+/// What a capture thread brings back: the frames as captured.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// pcap link type of the frames.
+    pub linktype: u32,
+    /// (CLOCK_REALTIME ns as the kernel stamped it, frame bytes)
+    pub frames: Vec<(u64, Vec<u8>)>,
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC during the capture.
+    pub offset_ns: i128,
+    /// Packets the kernel dropped.
+    pub dropped: u64,
+    /// When the capture started (CLOCK_REALTIME ns), for the statistics block.
+    pub start_ns: u64,
+}
+
+impl Captured {
+    /// The TCP segments of the frames, on the monotonic clock.
+    pub fn segments(&self) -> Vec<Segment> {
+        timeline::segments_from_frames(
+            self.linktype,
+            self.frames
+                .iter()
+                .map(|(ts, f)| (self.mono(*ts), f.as_slice())),
+        )
+    }
+
+    /// A frame's realtime stamp on the monotonic clock.
+    pub fn mono(&self, realtime_ns: u64) -> u64 {
+        (i128::from(realtime_ns) - self.offset_ns).max(0) as u64
+    }
+}
+
+/// What the probes saw of one run.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// The capture, when one ran.
+    pub capture: Option<Captured>,
+    /// Segments of the capture, monotonic clock.
+    pub segments: Vec<Segment>,
+    /// Kernel state changes.
+    pub changes: Vec<StateChange>,
+    /// One line per thing that could not be seen.
+    pub missing: Vec<String>,
 }
 
 /// What a tracing thread brings back.
@@ -91,23 +127,22 @@ impl Probes {
 
     /// Stops the probes once the run has settled; returns the segments and state changes
     /// they saw, and one line for everything that could not be seen.
-    pub fn finish(&mut self) -> (Vec<Segment>, Vec<StateChange>, Vec<String>) {
+    pub fn finish(&mut self) -> Seen {
         self.stop.store(true, Ordering::SeqCst);
         let mut missing = std::mem::take(&mut self.missing);
         let mut segments = Vec::new();
+        let mut capture = None;
         if let Some(handle) = self.capture.take() {
             match handle.join() {
                 Ok(Ok(c)) => {
-                    segments = timeline::segments_from_frames(
-                        c.linktype,
-                        c.frames.iter().map(|(ts, f)| (*ts, f.as_slice())),
-                    );
+                    segments = c.segments();
                     if c.dropped > 0 {
                         missing.push(format!(
                             "segments: the kernel dropped {} packets",
                             c.dropped
                         ));
                     }
+                    capture = Some(c);
                 }
                 Ok(Err(err)) => missing.push(format!("segments: capture failed: {err:#}")),
                 Err(_) => missing.push("segments: the capture thread panicked".into()),
@@ -126,7 +161,12 @@ impl Probes {
                 Err(_) => missing.push("kernel states: the tracing thread panicked".into()),
             }
         }
-        (segments, changes, missing)
+        Seen {
+            capture,
+            segments,
+            changes,
+            missing,
+        }
     }
 }
 
@@ -163,12 +203,12 @@ fn start_capture(
                 anyhow::bail!(message);
             }
         };
-        let offset = clock::realtime_offset_ns();
+        let offset_ns = clock::realtime_offset_ns();
+        let start_ns = clock::realtime_ns();
         let mut frames = Vec::new();
         let mut block = |capture: &mut Capture| {
             capture.next_block(Duration::from_millis(5), |p| {
-                let mono = (i128::from(p.ts_ns) - offset).max(0) as u64;
-                frames.push((mono, p.data.to_vec()));
+                frames.push((p.ts_ns, p.data.to_vec()));
                 Ok(())
             })
         };
@@ -188,7 +228,9 @@ fn start_capture(
         Ok(Captured {
             linktype: capture.linktype(),
             frames,
+            offset_ns,
             dropped,
+            start_ns,
         })
     })?;
     match armed_rx.recv_timeout(Duration::from_secs(5)) {

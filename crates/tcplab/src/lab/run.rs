@@ -89,6 +89,8 @@ pub struct Observed {
     pub segments: Vec<Segment>,
     /// Kernel state changes, if tracing ran.
     pub changes: Vec<StateChange>,
+    /// The frames as captured, for the annotated pcapng.
+    pub capture: Option<probes::Captured>,
     /// What could not be observed, and why (one line each).
     pub missing: Vec<String>,
     /// How the client's script ended: the error it saw, in TCP terms.
@@ -177,7 +179,12 @@ pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
             std::thread::park_timeout(Duration::from_millis(1));
         }
     }
-    let (segments, changes, missing) = probes.finish();
+    let probes::Seen {
+        capture,
+        segments,
+        changes,
+        missing,
+    } = probes.finish();
     let client_addr = match client_addr.port() {
         0 => probes::client_from(&segments, &changes, server_addr).unwrap_or(client_addr),
         _ => client_addr,
@@ -211,6 +218,7 @@ pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
         calls,
         segments,
         changes,
+        capture,
         missing,
         client_error,
     })

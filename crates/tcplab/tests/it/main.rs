@@ -4,6 +4,7 @@
 mod capture;
 mod connect;
 mod lab;
+mod replay;
 mod serve;
 mod support;
 mod watch;
