@@ -355,58 +355,67 @@ fn build_one(conv: &Conversation, changes: &[StateChange], calls: &[Call]) -> Co
                 .max_by_key(|(_, c)| c.ts_ns)
                 .map(|(i, _)| call_base + i)
         };
-        let (cause, anchor) = match expect(change) {
-            Expect::Rcv(explain, test) => match nearest(role.peer(), test) {
-                Some(i) => (
-                    Cause::Received {
-                        segment: i,
-                        explain: explain.into(),
-                    },
-                    Anchor::After(i),
-                ),
-                None => (
-                    Cause::Unknown {
-                        explain: format!("{explain} (segment not captured)"),
-                    },
-                    Anchor::Time,
-                ),
-            },
-            Expect::Snd(explain, test, names) => match nearest(role, test) {
-                Some(i) => (
-                    Cause::Sent {
-                        segment: i,
-                        explain: explain.into(),
-                        call: call_before(names),
-                    },
-                    Anchor::Before(i),
-                ),
-                None => (
-                    Cause::Unknown {
-                        explain: format!("{explain} (segment not captured)"),
-                    },
-                    Anchor::Time,
-                ),
-            },
-            Expect::Timer(explain) => (
-                Cause::Timer {
-                    explain: explain.into(),
+        let (cause, anchor) = match (change.from, expect(change)) {
+            // A socket first found by a poll: it changed at some time since the last one.
+            (None, _) => (
+                Cause::Unknown {
+                    explain: "first seen by a sock_diag poll".into(),
                 },
                 Anchor::Time,
             ),
-            Expect::CallOnly(names) => match call_before(names) {
-                Some(call) => (
-                    Cause::Call {
-                        call,
-                        explain: change.explain(),
+            (_, expected) => match expected {
+                Expect::Rcv(explain, test) => match nearest(role.peer(), test) {
+                    Some(i) => (
+                        Cause::Received {
+                            segment: i,
+                            explain: explain.into(),
+                        },
+                        Anchor::After(i),
+                    ),
+                    None => (
+                        Cause::Unknown {
+                            explain: format!("{explain} (segment not captured)"),
+                        },
+                        Anchor::Time,
+                    ),
+                },
+                Expect::Snd(explain, test, names) => match nearest(role, test) {
+                    Some(i) => (
+                        Cause::Sent {
+                            segment: i,
+                            explain: explain.into(),
+                            call: call_before(names),
+                        },
+                        Anchor::Before(i),
+                    ),
+                    None => (
+                        Cause::Unknown {
+                            explain: format!("{explain} (segment not captured)"),
+                        },
+                        Anchor::Time,
+                    ),
+                },
+                Expect::Timer(explain) => (
+                    Cause::Timer {
+                        explain: explain.into(),
                     },
                     Anchor::Time,
                 ),
-                None => (
-                    Cause::Unknown {
-                        explain: change.explain(),
-                    },
-                    Anchor::Time,
-                ),
+                Expect::CallOnly(names) => match call_before(names) {
+                    Some(call) => (
+                        Cause::Call {
+                            call,
+                            explain: change.explain(),
+                        },
+                        Anchor::Time,
+                    ),
+                    None => (
+                        Cause::Unknown {
+                            explain: change.explain(),
+                        },
+                        Anchor::Time,
+                    ),
+                },
             },
         };
         let linux = change.linux.clone().or_else(|| {

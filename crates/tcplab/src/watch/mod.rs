@@ -162,7 +162,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         ports: args.ports.clone(),
         hosts: args.hosts.clone(),
     };
-    let diag = SockDiag::open().context("opening netlink sock_diag")?;
+    let mut diag = SockDiag::open().context("opening netlink sock_diag")?;
+    diag.set_ports(&args.ports);
     let forced = args.no_trace || std::env::var("TCPLAB_NO_TRACE").as_deref() == Ok("1");
     let tracing = if forced {
         Err(anyhow::anyhow!(

@@ -364,3 +364,31 @@ fn the_html_page_and_svg_are_written() {
     assert!(page.starts_with("<!DOCTYPE html>") && page.contains("class=\"states\""));
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 }
+
+#[test]
+fn without_privileges_the_lab_falls_back_and_says_what_is_lost() {
+    // Simulate an unprivileged run: no namespace, no capture, no tracepoints.
+    let out = Command::new(support::tcplab_bin())
+        .args(["lab", "--width", "100"])
+        .env("TCPLAB_NO_NETNS", "1")
+        .env("TCPLAB_NO_CAPTURE", "1")
+        .env("TCPLAB_NO_TRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ran in this machine's loopback"), "{text}");
+    assert!(
+        text.contains("not shown: segments: no packet capture"),
+        "{text}"
+    );
+    assert!(text.contains("it needs CAP_NET_RAW"), "{text}");
+    assert!(
+        text.contains("not shown: exact kernel states: no tracepoints"),
+        "{text}"
+    );
+    assert!(text.contains("CAP_SYS_ADMIN"), "{text}");
+    // States still come, from sock_diag polls, marked approximate.
+    assert!(text.contains("ESTABLISHED≈"), "{text}");
+    assert!(text.contains("≈ seen by polling sock_diag"), "{text}");
+}
