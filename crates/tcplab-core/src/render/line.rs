@@ -209,20 +209,23 @@ fn ipv4_verbose(h: &crate::wire::Ipv4Header<'_>, out: &mut Vec<u8>) {
         h.id,
         u32::from(h.frag_offset) * 8
     );
-    let mut names: Vec<&str> = Vec::new();
-    if h.more_fragments {
-        names.push("+");
+    // tcpdump's order and separator for the fragment flags.
+    let start = out.len();
+    for (set, name) in [
+        (h.more_fragments, &b"+"[..]),
+        (h.dont_fragment, b"DF"),
+        (h.reserved_flag, b"rsvd"),
+    ] {
+        if set {
+            if out.len() > start {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(name);
+        }
     }
-    if h.dont_fragment {
-        names.push("DF");
+    if out.len() == start {
+        out.extend_from_slice(b"none");
     }
-    if h.reserved_flag {
-        names.push("rsvd");
-    }
-    if names.is_empty() {
-        names.push("none");
-    }
-    out.extend_from_slice(names.join(", ").as_bytes());
     let _ = write!(
         out,
         "], proto {} ({}), length {}",
