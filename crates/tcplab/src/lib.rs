@@ -11,6 +11,7 @@
 //! - [`client`]: the line client (`tcplab connect`): interactive or scripted, with a
 //!   chosen close style.
 //! - [`lab`]: experiments run end to end (`tcplab lab`).
+//! - [`watch`]: live TCP state transitions (`tcplab watch`), from [`probe`]s.
 //! - [`exit`]: the documented exit codes and the error type that carries one.
 
 pub mod capture;
@@ -22,3 +23,4 @@ pub mod log;
 pub mod netns;
 pub mod probe;
 pub mod server;
+pub mod watch;

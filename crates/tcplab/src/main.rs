@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tcplab::{capture, client, exit, lab, server};
+use tcplab::{capture, client, exit, lab, server, watch};
 
 /// See a TCP connection's whole life, exactly as the Linux kernel lived it.
 #[derive(Debug, Parser)]
@@ -23,6 +23,8 @@ enum Command {
     Lab(lab::Args),
     /// Capture packets (or read a capture file) and show them like tcpdump -nn.
     Capture(capture::Args),
+    /// Live TCP state transitions, exact, with TIME_WAIT and SYN_RECV.
+    Watch(watch::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,7 @@ fn main() -> ExitCode {
         Command::Connect(args) => client::main(args),
         Command::Lab(args) => lab::main(args),
         Command::Capture(args) => capture::main(args),
+        Command::Watch(args) => watch::main(args),
     };
     exit::report(result)
 }

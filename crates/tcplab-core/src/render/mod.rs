@@ -1,14 +1,16 @@
-//! Renderers: text for people (terminal ladder, Mermaid, tcpdump-style packet lines
-//! and hex dumps) and for programs (JSON). Each takes finished data and returns text;
-//! none does I/O.
+//! Renderers: text for people (terminal ladder, SVG, HTML, Mermaid, tcpdump-style
+//! packet lines and hex dumps) and for programs (JSON). Each takes finished data and
+//! returns text; none does I/O.
 
 mod checksum;
 mod hex;
+pub mod html;
 mod jsonl;
 pub mod ladder;
 mod line;
 pub mod mermaid;
 mod packet;
+pub mod svg;
 
 pub use checksum::{tcp_checksum_status, ChecksumStatus};
 pub use hex::{ascii, hex_and_ascii};

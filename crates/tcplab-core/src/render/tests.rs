@@ -68,3 +68,37 @@ fn json_document_has_version_and_connections() {
     assert_eq!(first_state["to"], "SYN_SENT");
     assert_eq!(first_state["cause"]["kind"], "sent");
 }
+
+#[test]
+fn html_is_one_self_contained_page() {
+    let page = html::render("tcplab lab echo", &traced());
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains("<svg") && page.contains("class=\"states\""));
+    assert!(page.contains("CLOSED → SYN_SENT → ESTABLISHED → CLOSE_WAIT → LAST_ACK → CLOSED"));
+    // Offline: nothing is fetched.
+    for fetch in ["src=", "href=", "@import", "url(http"] {
+        assert!(!page.contains(fetch), "page fetches something: {fetch}");
+    }
+    assert!(!page.contains("<script"));
+}
+
+#[test]
+fn svg_escapes_payload_text() {
+    let mut conn = traced();
+    for e in &mut conn.entries {
+        if let crate::timeline::Item::Segment(s) = &mut e.item {
+            s.segment.payload = b"<script>&\"'".to_vec();
+        }
+    }
+    let svg = svg::ladder(&conn);
+    assert!(!svg.contains("<script>"));
+    assert!(svg.contains("&lt;script&gt;&amp;&quot;&#39;"));
+}
+
+#[test]
+fn state_diagram_highlights_both_paths() {
+    let svg = svg::state_diagram(&traced());
+    assert!(svg.contains("client step 1: CLOSED → SYN_SENT"));
+    assert!(svg.contains("server step 5: FIN_WAIT2 → TIME_WAIT"));
+    insta::assert_snapshot!(svg);
+}

@@ -33,6 +33,13 @@ pub struct Args {
     /// Print a Mermaid sequence diagram instead of the ladder.
     #[arg(long)]
     pub mermaid: bool,
+    /// Also write the ladder as an SVG picture to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
+    /// Also write one self-contained HTML page (ladder, RFC state diagram with the paths
+    /// taken) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
     /// Width of the ladder [default: the terminal's, or 100].
     #[arg(long)]
     pub width: Option<usize>,
@@ -56,6 +63,13 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let (place, place_note) = Place::choose();
     let observed = run::run(scenario, &place)?;
     let conn = connection(&observed);
+    let title = format!("tcplab lab {}: {}", scenario.name, scenario.about);
+    if let Some(path) = &args.svg {
+        write_file(path, &render::svg::ladder(&conn))?;
+    }
+    if let Some(path) = &args.html {
+        write_file(path, &render::html::render(&title, &conn))?;
+    }
 
     if args.json {
         writeln!(stdout, "{}", render::json(std::slice::from_ref(&conn)))?;
@@ -73,7 +87,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         color: terminal && std::env::var_os("NO_COLOR").is_none(),
         ..ladder::Style::default()
     };
-    writeln!(stdout, "tcplab lab {}: {}", scenario.name, scenario.about)?;
+    writeln!(stdout, "{title}")?;
     let place_text = match &place {
         Place::Namespace(_) => "a private network namespace (deleted afterwards)",
         Place::Loopback => "this machine's loopback",
@@ -88,6 +102,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "client saw: {err}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a whole file, naming it in the error.
+fn write_file(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("write {}", path.display()))
 }
 
 /// The run's connection on one timeline.

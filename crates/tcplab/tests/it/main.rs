@@ -6,3 +6,4 @@ mod connect;
 mod lab;
 mod serve;
 mod support;
+mod watch;
