@@ -79,6 +79,18 @@ fn default_view_matches_tcpdump_nn_on_every_fixture() {
     }
 }
 
+#[test]
+fn absolute_view_matches_tcpdump_nn_s() {
+    for name in FIXTURES {
+        let theirs = expected(name, "tcpdump-S.txt").replace("unknown-", "opt-");
+        let opts = ViewOptions {
+            absolute: true,
+            ..ViewOptions::default()
+        };
+        assert_lines_eq(name, &render(name, opts), &theirs);
+    }
+}
+
 fn offload_as_ours(line: &str) -> String {
     match line.find("(incorrect -> 0x") {
         Some(at) => format!(
