@@ -1,6 +1,7 @@
 //! Tests of the correlator, from recorded tracepoint and sock_diag observations.
 
 use super::*;
+use crate::probe::sockdiag::DiagSocket;
 
 const C: &str = "127.0.0.1:40000";
 const S: &str = "127.0.0.1:54321";
