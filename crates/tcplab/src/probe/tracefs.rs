@@ -246,6 +246,12 @@ fn tracefs_root() -> anyhow::Result<PathBuf> {
             return Ok(PathBuf::from(dir));
         }
     }
+    // Mounted but closed to us (tracefs is root-only, mode 0700): say so, not "mount".
+    if let Err(e) = fs::read_dir(TRACEFS) {
+        if e.kind() == io::ErrorKind::PermissionDenied {
+            return Err(e).context(format!("reading {TRACEFS}"));
+        }
+    }
     let target = CString::new(TRACEFS).expect("no NUL in a constant");
     let fstype = CString::new("tracefs").expect("no NUL in a constant");
     // SAFETY: all pointers are valid NUL-terminated strings; data may be NULL.

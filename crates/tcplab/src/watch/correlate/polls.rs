@@ -221,7 +221,15 @@ impl Correlator {
                             let lower = awaiting
                                 .as_ref()
                                 .map_or(prev.map_or(0, |p| p.1), |a| a.ts_ns);
-                            let (ts, linux) = match self.peer_fin.remove(&t) {
+                            // The local peer's FIN, if its LAST_ACK is still held here.
+                            let held_fin = self
+                                .pending
+                                .iter()
+                                .find(|(p, _)| {
+                                    p.local == t.1 && p.remote == t.0 && p.to == TcpState::LastAck
+                                })
+                                .map(|(p, _)| p.ts_ns);
+                            let (ts, linux) = match self.peer_fin.remove(&t).or(held_fin) {
                                 Some(fin) => (fin, "the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN"),
                                 None => (entered, "the FIN reached the FIN_WAIT2 mini-socket"),
                             };

@@ -197,6 +197,21 @@ mod client_closes_first {
     }
 
     #[test]
+    fn a_lagging_reader_dates_time_wait_by_the_held_peer_fin() {
+        let mut k = Correlator::new(2 * MS);
+        // Both lines read at once, long after: the poll sees TIME_WAIT directly.
+        k.on_trace(set(10, C, S, 5, 7));
+        k.on_trace(set(210, S, C, 8, 9));
+        k.on_mini_poll(2_000 * MS, &[tw(C, S, 6, 58_200)]);
+        let out = k.release(u64::MAX);
+        let tw_at = out
+            .iter()
+            .find(|r| r.change.to == TcpState::TimeWait)
+            .unwrap();
+        assert_eq!(tw_at.change.ts_ns, 210 * MS);
+    }
+
+    #[test]
     fn time_wait_then_closed_when_the_mini_socket_goes() {
         let mut k = Correlator::new(0);
         k.on_trace(set(10, C, S, 5, 7));
