@@ -14,10 +14,15 @@
 //! - [`watch`]: live TCP state transitions (`tcplab watch`), from [`probe`]s.
 //! - [`exit`]: the documented exit codes and the error type that carries one.
 
+pub mod capture;
 pub mod client;
+pub mod clock;
 pub mod exit;
 pub mod lab;
 pub mod log;
+pub mod netns;
 pub mod probe;
+pub mod replay;
 pub mod server;
+pub mod view;
 pub mod watch;

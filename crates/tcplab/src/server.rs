@@ -135,16 +135,31 @@ pub enum Stopped {
 
 /// Creates the listening socket: socket(), setsockopt(), bind(), listen().
 pub fn bind(options: &ListenOptions) -> io::Result<std::net::TcpListener> {
+    bind_observed(options, &mut |_| {})
+}
+
+/// [`bind`], reporting each socket call as it is made (for `tcplab lab`'s timeline).
+pub fn bind_observed(
+    options: &ListenOptions,
+    on_call: &mut dyn FnMut(String),
+) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(
         Domain::for_address(options.addr),
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
+    on_call("socket()".into());
     socket.set_reuse_address(options.reuseaddr)?;
+    if options.reuseaddr {
+        on_call("setsockopt(SO_REUSEADDR)".into());
+    }
     if options.reuseport {
         socket.set_reuse_port(true)?;
+        on_call("setsockopt(SO_REUSEPORT)".into());
     }
+    on_call(format!("bind({})", options.addr));
     socket.bind(&options.addr.into())?;
+    on_call(format!("listen({})", options.backlog));
     socket.listen(options.backlog)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
@@ -288,6 +303,7 @@ async fn serve_conn(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
         peer,
         format_args!("accepted ({} open)", shared.open.load(Ordering::Relaxed)),
     );
+    log.call(peer, format_args!("accept()"));
     let end = match converse(&mut stream, peer, &shared).await {
         Ok(end) => end,
         Err(err) if is_reset(&err) => End::Reset,
@@ -296,6 +312,7 @@ async fn serve_conn(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
             End::Error
         }
     };
+    log.call(peer, format_args!("close()"));
     drop(stream);
     shared.open.fetch_sub(1, Ordering::Relaxed);
     log.conn(peer, format_args!("{}", end.describe()));
@@ -325,6 +342,7 @@ async fn converse(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> 
     });
     let mut buf = vec![0u8; READ_SIZE];
     let mut out = Vec::with_capacity(READ_SIZE);
+    log.call(peer, format_args!("write({})", protocol::BANNER.len()));
     stream.write_all(protocol::BANNER).await?;
     loop {
         let read = tokio::select! {
@@ -339,6 +357,7 @@ async fn converse(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> 
                 return Ok(End::Idle);
             }
         };
+        log.call(peer, format_args!("read() = {read}"));
         if read == 0 {
             log.conn(peer, format_args!("eof{}", unterminated(&session)));
             return Ok(End::Eof);
@@ -354,6 +373,7 @@ async fn converse(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> 
             }
         });
         if !out.is_empty() {
+            log.call(peer, format_args!("write({})", out.len()));
             stream.write_all(&out).await?;
         }
         match status {

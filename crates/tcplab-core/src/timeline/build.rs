@@ -235,6 +235,33 @@ pub fn build(segments: &[Segment], changes: &[StateChange], calls: &[Call]) -> V
         .collect()
 }
 
+/// Builds the timeline of the one connection between `client` and `server`, from
+/// whatever exists: segments (if a capture ran), kernel changes (if tracing ran), and
+/// calls. Used by `tcplab lab`, which knows both addresses, and works when segments are
+/// missing (no capture privilege). Of several connections on the tuple, the last one.
+pub fn build_connection(
+    client: SocketAddr,
+    server: SocketAddr,
+    segments: &[Segment],
+    changes: &[StateChange],
+    calls: &[Call],
+) -> Connection {
+    let mut conv = conversations(segments)
+        .into_iter()
+        .rev()
+        .find(|c| {
+            (c.client == client && c.server == server) || (c.client == server && c.server == client)
+        })
+        .unwrap_or(Conversation {
+            client,
+            server,
+            segments: Vec::new(),
+        });
+    conv.client = client;
+    conv.server = server;
+    build_one(&conv, changes, calls)
+}
+
 /// Which role `change` belongs to in `conv`, if it is this connection's. A client's
 /// `CLOSE → SYN_SENT` comes with local port 0 (the port is picked after the event):
 /// it belongs to the connection to that server from that address that starts nearest.
@@ -248,7 +275,11 @@ fn role_in(conv: &Conversation, change: &StateChange) -> Option<Role> {
         && change.remote == conv.server
         && change.to == TcpState::SynSent
     {
-        let first = conv.segments.first()?;
+        // Without segments there is nothing to tell two connections apart by: the
+        // caller asked for this tuple, so it is this one.
+        let Some(first) = conv.segments.first() else {
+            return Some(Role::Client);
+        };
         let gap = first.ts_ns.abs_diff(change.ts_ns);
         (gap < 1_000_000_000).then_some(Role::Client)
     } else {

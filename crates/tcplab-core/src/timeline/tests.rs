@@ -1,106 +1,9 @@
 use super::flags::{ACK, FIN, PSH, RST, SYN};
 use super::*;
-use crate::event::{Reset, RstDirection, Source};
+use crate::event::{Reset, RstDirection};
 use crate::state::TcpState::*;
 
-const C: &str = "127.0.0.1:40000";
-const S: &str = "127.0.0.1:54321";
-
-fn addr(a: &str) -> SocketAddr {
-    a.parse().unwrap()
-}
-
-/// A segment from `src` to the other end, at `t` µs.
-fn seg(t: u64, src: &str, f: u16, seq: u32, ack: u32, len: u32) -> Segment {
-    let dst = if src == C { S } else { C };
-    Segment {
-        ts_ns: t * 1000,
-        src: addr(src),
-        dst: addr(dst),
-        flags: f,
-        seq,
-        ack,
-        window: 512,
-        len,
-        payload: vec![b'x'; len as usize],
-        options: Vec::new(),
-    }
-}
-
-/// The classic echo experiment: handshake, banner, hello, echo, quit, the server
-/// closes first, the client's FIN follows its ACK.
-fn echo_segments() -> Vec<Segment> {
-    vec![
-        seg(100, C, SYN, 1000, 0, 0),
-        seg(110, S, SYN | ACK, 5000, 1001, 0),
-        seg(120, C, ACK, 1001, 5001, 0),
-        seg(200, S, PSH | ACK, 5001, 1001, 99),
-        seg(210, C, ACK, 1001, 5100, 0),
-        seg(300, C, PSH | ACK, 1001, 5100, 6),
-        seg(310, S, PSH | ACK, 5100, 1007, 18),
-        seg(400, C, PSH | ACK, 1007, 5118, 5),
-        seg(410, S, FIN | ACK, 5118, 1012, 0),
-        seg(420, C, ACK, 1012, 5119, 0),
-        seg(430, C, FIN | ACK, 1012, 5119, 0),
-        seg(440, S, ACK, 5119, 1013, 0),
-    ]
-}
-
-fn change(t: u64, local: &str, remote: &str, from: TcpState, to: TcpState) -> StateChange {
-    StateChange {
-        ts_ns: t * 1000,
-        local: addr(local),
-        remote: addr(remote),
-        from: Some(from),
-        to,
-        source: Source::Tracepoint,
-        poll_resolution: false,
-        cookie: None,
-        rst: None,
-        retransmits: 0,
-        linux: None,
-    }
-}
-
-/// What the tracepoint reports for the echo run, with kernel times that sometimes
-/// precede the capture time of the very segment that caused them.
-fn echo_changes() -> Vec<StateChange> {
-    let mut tw = change(431, S, C, FinWait2, TimeWait);
-    tw.linux = Some("FIN_WAIT2 -> CLOSE".into());
-    vec![
-        change(95, "127.0.0.1:0", S, Closed, SynSent),
-        change(109, C, S, SynSent, Established),
-        change(121, S, C, Listen, SynRecv),
-        change(121, S, C, SynRecv, Established),
-        change(405, S, C, Established, FinWait1),
-        change(409, C, S, Established, CloseWait),
-        change(421, S, C, FinWait1, FinWait2),
-        change(425, C, S, CloseWait, LastAck),
-        tw,
-        change(441, C, S, LastAck, Closed),
-    ]
-}
-
-fn call(t: u64, role: Role, name: &str) -> Call {
-    Call {
-        ts_ns: t * 1000,
-        role,
-        addr: addr(if role == Role::Client { C } else { S }),
-        call: name.into(),
-    }
-}
-
-fn echo_calls() -> Vec<Call> {
-    vec![
-        call(90, Role::Client, "connect()"),
-        call(130, Role::Server, "accept()"),
-        call(404, Role::Server, "close()"),
-        call(424, Role::Client, "close()"),
-    ]
-}
-
-const CLIENT_PATH: [TcpState; 6] = [Closed, SynSent, Established, CloseWait, LastAck, Closed];
-const SERVER_PATH: [TcpState; 6] = [Listen, SynRecv, Established, FinWait1, FinWait2, TimeWait];
+use super::fixtures::*;
 
 /// Index of the `n`th segment entry.
 #[track_caller]
@@ -337,4 +240,19 @@ fn the_timeline_round_trips_through_json() {
     assert_eq!(back, conns);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value[0]["entries"][0]["type"], "call");
+}
+
+#[test]
+fn segment_comments_name_the_changes_each_segment_caused() {
+    let conn = &build(&echo_segments(), &echo_changes(), &echo_calls())[0];
+    let comments = conn.segment_comments();
+    let fin = echo_segments()[8].clone();
+    let (_, text) = comments
+        .iter()
+        .find(|(key, _)| *key == (fin.ts_ns, fin.seq, fin.flags))
+        .expect("the server's FIN has a comment");
+    assert_eq!(
+        text,
+        "server ESTABLISHED → FIN_WAIT1 (CLOSE / snd FIN); client ESTABLISHED → CLOSE_WAIT (rcv FIN / snd ACK)"
+    );
 }

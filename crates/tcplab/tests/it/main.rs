@@ -1,7 +1,10 @@
 //! Integration tests: one test binary, one module per area (ripgrep's layout).
 //! Tests that need root call [`support::privileged`] first.
 
+mod capture;
 mod connect;
+mod lab;
+mod replay;
 mod serve;
 mod support;
 mod watch;
