@@ -78,8 +78,17 @@ const PASSIVE_CLOSER_SERVER: [&str; 5] = [
 /// Runs one scripted client against a fresh server under a watcher; returns the stopped
 /// watcher, the server and the client addresses, after `done` saw the last transition.
 fn scenario(connect_args: &[&str], done: &[(bool, &str)]) -> (Watcher, SocketAddr, SocketAddr) {
+    scenario_on("127.0.0.1:0", connect_args, done)
+}
+
+/// [`scenario`] with the server listening on `listen`.
+fn scenario_on(
+    listen: &str,
+    connect_args: &[&str],
+    done: &[(bool, &str)],
+) -> (Watcher, SocketAddr, SocketAddr) {
     let _shared = WATCHERS.read().unwrap_or_else(|e| e.into_inner());
-    let server = Server::start(&[]);
+    let server = Server::start_with(&["--listen", listen, "--quiet"], &[]);
     let port = server.addr.port().to_string();
     let mut w = Watcher::start(&[], &["--port", &port]);
     let target = server.addr.to_string();
@@ -110,6 +119,21 @@ fn client_closes_first_time_wait_on_the_client() {
     assert_sequence(&w, client, server, &ACTIVE_CLOSER);
     assert_sequence(&w, server, client, &PASSIVE_CLOSER_SERVER);
     assert!(w.transitions().all(|v| v["legal"] == true));
+}
+
+#[test]
+fn ipv6_client_closes_first_time_wait_on_the_client() {
+    if !support::privileged("ipv6_client_closes_first_time_wait_on_the_client") {
+        return;
+    }
+    let (w, server, client) = scenario_on(
+        "[::1]:0",
+        &["--send", "hello", "--close", "fin"],
+        &[(true, "TIME_WAIT"), (false, "CLOSED")],
+    );
+    assert!(server.is_ipv6() && client.is_ipv6());
+    assert_sequence(&w, client, server, &ACTIVE_CLOSER);
+    assert_sequence(&w, server, client, &PASSIVE_CLOSER_SERVER);
 }
 
 #[test]
