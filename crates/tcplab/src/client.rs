@@ -19,12 +19,16 @@ use crate::exit::{self, Failure};
 pub enum CloseStyle {
     /// close() at once: our FIN goes first (active close).
     Fin,
-    /// shutdown(SHUT_WR), read until the server's FIN, then close(): a half-close.
+    /// shutdown(SHUT_WR) right after the last line, read its reply and the server's FIN,
+    /// then close(): a half-close, the server still sends after our FIN.
     Half,
     /// SO_LINGER {on, 0} then close(): an abortive close, RST instead of FIN.
     Rst,
     /// Read until the server closes first (e.g. after `quit`), then close().
     Wait,
+    /// Do not read the last reply: wait until it has arrived, then close() with it
+    /// unread. The kernel then sends RST instead of FIN (RFC 9293 §3.6, RFC 2525 §2.17).
+    Unread,
 }
 
 impl CloseStyle {
@@ -67,7 +71,9 @@ pub struct Args {
     pub verbose: bool,
 }
 
-/// One thing the client did or saw, in order.
+/// One thing the client did or saw, in order. Calls that make the kernel act (write,
+/// shutdown, setsockopt, close) are reported just before they are made; reads when they
+/// return.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// connect() returned: the three-way handshake completed.
@@ -104,6 +110,9 @@ pub struct Script {
     pub banner_lines: usize,
     /// Longest wait for any one thing.
     pub timeout: Duration,
+    /// A pause after connecting, after each reply and before closing, so that a slow
+    /// observer (sock_diag polling) sees every state; zero for none.
+    pub pace: Duration,
 }
 
 /// Why a scripted session failed, in TCP terms.
@@ -223,6 +232,11 @@ impl Script {
             timeout: self.timeout,
             buf: Vec::new(),
         };
+        let pause = || {
+            if !self.pace.is_zero() {
+                std::thread::sleep(self.pace);
+            }
+        };
         if !reader.lines(self.banner_lines, observe)? {
             return Err(Failure::new(
                 exit::FAILURE,
@@ -230,16 +244,25 @@ impl Script {
             ));
         }
         let mut peer_closed = false;
-        for line in &self.lines {
+        pause();
+        for (i, line) in self.lines.iter().enumerate() {
+            let last = i + 1 == self.lines.len();
             let mut bytes = line.as_bytes().to_vec();
             bytes.extend_from_slice(if self.crlf { b"\r\n" } else { b"\n" });
+            observe(Step::Sent(bytes.clone()));
             (&stream)
                 .write_all(&bytes)
                 .map_err(|e| io_failure(&format!("write to {peer}"), e))?;
-            observe(Step::Sent(bytes));
             match line.trim() {
                 // No reply: the server closes (quit, shutdown) or ignores the line.
                 "quit" | "shutdown" | "" => {}
+                // A half-close does not wait for the last reply: it arrives after our
+                // FIN, which is the point of a half-close.
+                _ if last && self.close == CloseStyle::Half => {}
+                _ if last && self.close == CloseStyle::Unread => {
+                    wait_readable(&stream, self.timeout)
+                        .map_err(|e| io_failure(&format!("poll {peer}"), e))?;
+                }
                 _ => {
                     if !reader.lines(1, observe)? {
                         peer_closed = true;
@@ -248,32 +271,51 @@ impl Script {
                 }
             }
         }
+        pause();
         match self.close {
             CloseStyle::Fin => {}
             CloseStyle::Half => {
+                observe(Step::HalfClosed);
                 stream
                     .shutdown(Shutdown::Write)
                     .map_err(|e| io_failure("shutdown(SHUT_WR)", e))?;
-                observe(Step::HalfClosed);
                 if !peer_closed {
                     reader.until_eof(observe)?;
                 }
             }
             CloseStyle::Rst => {
+                observe(Step::LingerZero);
                 SockRef::from(&stream)
                     .set_linger(Some(Duration::ZERO))
                     .map_err(|e| io_failure("setsockopt SO_LINGER", e))?;
-                observe(Step::LingerZero);
             }
             CloseStyle::Wait => {
                 if !peer_closed {
                     reader.until_eof(observe)?;
                 }
             }
+            CloseStyle::Unread => {}
         }
-        drop(stream);
         observe(Step::Closed);
+        drop(stream);
         Ok(())
+    }
+}
+
+/// Waits until the socket has data to read (poll(2) for POLLIN), without reading it.
+fn wait_readable(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut pfd = libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: poll reads and writes exactly the one pollfd we pass.
+    match unsafe { libc::poll(&mut pfd, 1, ms) } {
+        0 => Err(io::ErrorKind::TimedOut.into()),
+        n if n < 0 => Err(io::Error::last_os_error()),
+        _ => Ok(()),
     }
 }
 
@@ -293,6 +335,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         crlf: args.crlf,
         banner_lines: args.banner_lines,
         timeout,
+        pace: Duration::ZERO,
     };
     let start = Instant::now();
     let mut stdout = io::stdout().lock();
@@ -385,7 +428,7 @@ fn interactive(stream: TcpStream, args: &Args) -> anyhow::Result<ExitCode> {
             SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
             Ok(ExitCode::SUCCESS)
         }
-        CloseStyle::Fin => Ok(ExitCode::SUCCESS),
+        CloseStyle::Fin | CloseStyle::Unread => Ok(ExitCode::SUCCESS),
         CloseStyle::Half | CloseStyle::Wait => {
             if args.close != Some(CloseStyle::Wait) {
                 stream.shutdown(Shutdown::Write)?;

@@ -12,12 +12,19 @@
 //!   chosen close style.
 //! - [`bench`]: the load generator (`tcplab bench`).
 //! - [`lab`]: experiments run end to end (`tcplab lab`).
+//! - [`watch`]: live TCP state transitions (`tcplab watch`), from [`probe`]s.
 //! - [`exit`]: the documented exit codes and the error type that carries one.
 
 pub mod bench;
+pub mod capture;
 pub mod client;
+pub mod clock;
 pub mod exit;
 pub mod lab;
 pub mod log;
+pub mod netns;
 pub mod probe;
+pub mod replay;
 pub mod server;
+pub mod view;
+pub mod watch;

@@ -4,10 +4,32 @@ use std::fmt;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Events kept in memory: when, which peer (None for the server as a whole), what.
-pub type Collected = Arc<Mutex<Vec<(Instant, Option<SocketAddr>, String)>>>;
+use crate::clock;
+
+/// What the server recorded in memory (for `tcplab lab`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// When, ns of CLOCK_MONOTONIC.
+    pub mono_ns: u64,
+    /// The peer of the connection, `None` for the server as a whole.
+    pub peer: Option<SocketAddr>,
+    /// An event line or a socket call.
+    pub kind: RecordKind,
+}
+
+/// The two kinds of [`Record`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A log line, as `serve` prints it.
+    Event(String),
+    /// A socket call: `accept()`, `read(6)`, `write(18)`, `close()`.
+    Call(String),
+}
+
+/// Records kept in memory, shared with the server.
+pub type Collected = Arc<Mutex<Vec<Record>>>;
 
 /// Where log lines go.
 #[derive(Debug, Clone, Default)]
@@ -43,12 +65,29 @@ impl Log {
                 };
                 let _ = std::io::stderr().lock().write_all(line.as_bytes());
             }
-            Log::Collect(events) => {
-                let entry = (Instant::now(), peer, message.to_string());
-                events.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
-            }
+            Log::Collect(records) => push(records, peer, RecordKind::Event(message.to_string())),
         }
     }
+
+    /// A socket call on the connection with `peer`; only kept when collecting (the
+    /// stderr log does not show calls).
+    pub fn call(&self, peer: SocketAddr, call: fmt::Arguments<'_>) {
+        if let Log::Collect(records) = self {
+            push(records, Some(peer), RecordKind::Call(call.to_string()));
+        }
+    }
+}
+
+fn push(records: &Collected, peer: Option<SocketAddr>, kind: RecordKind) {
+    let record = Record {
+        mono_ns: clock::mono_ns(),
+        peer,
+        kind,
+    };
+    records
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(record);
 }
 
 /// A wall-clock time shown as tcpdump does: UTC `HH:MM:SS.uuuuuu`.

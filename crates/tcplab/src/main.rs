@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tcplab::{bench, client, exit, lab, server};
+use tcplab::{bench, capture, client, exit, lab, replay, server, watch};
 
 /// See a TCP connection's whole life, exactly as the Linux kernel lived it.
 #[derive(Debug, Parser)]
@@ -23,6 +23,12 @@ enum Command {
     Lab(lab::Args),
     /// Load generator for the echo protocol: round trips/s, connections/s, latency.
     Bench(bench::Args),
+    /// Capture packets (or read a capture file) and show them like tcpdump -nn.
+    Capture(capture::Args),
+    /// Live TCP state transitions, exact, with TIME_WAIT and SYN_RECV.
+    Watch(watch::Args),
+    /// Timeline and ladder diagram of a pcap/pcapng file, states inferred.
+    Replay(replay::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +38,9 @@ fn main() -> ExitCode {
         Command::Connect(args) => client::main(args),
         Command::Lab(args) => lab::main(args),
         Command::Bench(args) => bench::main(args),
+        Command::Capture(args) => capture::main(args),
+        Command::Watch(args) => watch::main(args),
+        Command::Replay(args) => replay::main(args),
     };
     exit::report(result)
 }

@@ -137,22 +137,38 @@ pub enum Stopped {
 
 /// Creates the listening socket: socket(), setsockopt(), bind(), listen().
 pub fn bind(options: &ListenOptions) -> io::Result<std::net::TcpListener> {
+    bind_observed(options, &mut |_| {})
+}
+
+/// [`bind`], reporting each socket call as it is made (for `tcplab lab`'s timeline).
+pub fn bind_observed(
+    options: &ListenOptions,
+    on_call: &mut dyn FnMut(String),
+) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(
         Domain::for_address(options.addr),
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
+    on_call("socket()".into());
     socket.set_reuse_address(options.reuseaddr)?;
+    if options.reuseaddr {
+        on_call("setsockopt(SO_REUSEADDR)".into());
+    }
     // Accepted sockets inherit these (set before listen(), so that no client escapes
     // them): replies are whole lines, written at once (no Nagle), and the timeouts bound
-    // every wait of a lane thread (see `lane`).
+    // every wait of a lane thread (see `lane`). Not reported to `on_call`: they tune the
+    // server and change nothing a lab experiment shows (its lines go one at a time).
     socket.set_tcp_nodelay(true)?;
     socket.set_read_timeout(Some(lane::QUIET))?;
     socket.set_write_timeout(Some(lane::QUIET))?;
     if options.reuseport {
         socket.set_reuse_port(true)?;
+        on_call("setsockopt(SO_REUSEPORT)".into());
     }
+    on_call(format!("bind({})", options.addr));
     socket.bind(&options.addr.into())?;
+    on_call(format!("listen({})", options.backlog));
     socket.listen(options.backlog)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())

@@ -67,6 +67,8 @@ impl DiagSocket {
 pub struct SockDiag {
     fd: OwnedFd,
     seq: u32,
+    /// Kernel-side filter: only sockets with one of these as local or remote port.
+    ports: Vec<u16>,
 }
 
 impl SockDiag {
@@ -85,7 +87,18 @@ impl SockDiag {
         }
         // SAFETY: fd is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(SockDiag { fd, seq: 0 })
+        Ok(SockDiag {
+            fd,
+            seq: 0,
+            ports: Vec::new(),
+        })
+    }
+
+    /// From now on, dumps return only sockets whose local or remote port is one of
+    /// `ports` (empty: all). The kernel applies the filter (as `ss sport = :P` does), so
+    /// a machine with a hundred thousand TIME_WAIT sockets still answers fast.
+    pub fn set_ports(&mut self, ports: &[u16]) {
+        self.ports = ports.to_vec();
     }
 
     /// All TCP sockets (IPv4 and IPv6) whose state is in `states` (`1 << TCP_*` bits).
@@ -104,7 +117,7 @@ impl SockDiag {
         out: &mut Vec<DiagSocket>,
     ) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
-        let req = request(family, states, self.seq);
+        let req = request(family, states, self.seq, &self.ports);
         // SAFETY: req is a valid buffer of req.len() bytes; fd is a netlink socket.
         let sent = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
         if sent < 0 {
@@ -131,10 +144,64 @@ impl SockDiag {
     }
 }
 
-/// The bytes of one dump request.
-fn request(family: u8, states: u32, seq: u32) -> Vec<u8> {
-    let mut req = Vec::with_capacity(NLMSG_HDRLEN + REQ_LEN);
-    req.extend_from_slice(&((NLMSG_HDRLEN + REQ_LEN) as u32).to_ne_bytes());
+/// `INET_DIAG_REQ_BYTECODE`: the request attribute that carries a filter program.
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
+/// Filter ops (include/uapi/linux/inet_diag.h).
+const INET_DIAG_BC_S_EQ: u8 = 11;
+const INET_DIAG_BC_D_EQ: u8 = 12;
+
+/// `INET_DIAG_BC_JMP`: an unconditional jump by its `no` field.
+const INET_DIAG_BC_JMP: u8 = 1;
+
+/// A sock_diag filter program that accepts a socket whose source or destination port
+/// is one of `ports`, built as `ss` builds an OR: each test is the op and a second op
+/// holding the port in its `no` field; a match falls through to a jump to the end
+/// (accept), a miss skips to the next test, and the last miss lands 4 bytes past the
+/// end, which the kernel reads as reject. The kernel audits a program by walking the
+/// `yes` edges, so they must visit every op in order: they do. Empty for no ports (or
+/// more than a netlink attribute can carry; the caller filters what comes back).
+pub fn port_filter(ports: &[u16]) -> Vec<u8> {
+    let tests: Vec<(u8, u16)> = ports
+        .iter()
+        .flat_map(|&p| [(INET_DIAG_BC_S_EQ, p), (INET_DIAG_BC_D_EQ, p)])
+        .collect();
+    if tests.is_empty() || tests.len() > 4000 {
+        return Vec::new();
+    }
+    let len = 12 * (tests.len() - 1) + 8;
+    let mut bc = Vec::with_capacity(len);
+    let op = |bc: &mut Vec<u8>, code: u8, yes: u8, no: u16| {
+        bc.push(code);
+        bc.push(yes);
+        bc.extend_from_slice(&no.to_ne_bytes());
+    };
+    for (i, &(code, port)) in tests.iter().enumerate() {
+        op(&mut bc, code, 8, 12);
+        op(&mut bc, 0, 0, port);
+        if i + 1 < tests.len() {
+            // After this jump op, the rest of the program.
+            let rest = len - bc.len() - 4;
+            op(&mut bc, INET_DIAG_BC_JMP, 4, (rest + 4) as u16);
+        }
+    }
+    bc
+}
+
+/// The bytes of one dump request, with a port filter when `ports` is not empty.
+fn request(family: u8, states: u32, seq: u32, ports: &[u16]) -> Vec<u8> {
+    let bytecode = if ports.is_empty() {
+        Vec::new()
+    } else {
+        port_filter(ports)
+    };
+    let attr_len = if bytecode.is_empty() {
+        0
+    } else {
+        4 + bytecode.len()
+    };
+    let total = NLMSG_HDRLEN + REQ_LEN + attr_len;
+    let mut req = Vec::with_capacity(total);
+    req.extend_from_slice(&(total as u32).to_ne_bytes());
     req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
     req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     req.extend_from_slice(&seq.to_ne_bytes());
@@ -143,6 +210,11 @@ fn request(family: u8, states: u32, seq: u32) -> Vec<u8> {
     req.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
     req.extend_from_slice(&states.to_ne_bytes());
     req.resize(NLMSG_HDRLEN + REQ_LEN, 0);
+    if !bytecode.is_empty() {
+        req.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+        req.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+        req.extend_from_slice(&bytecode);
+    }
     req
 }
 
@@ -365,7 +437,7 @@ mod tests {
 
     #[test]
     fn request_has_the_kernel_layout() {
-        let req = request(libc::AF_INET6 as u8, MINI_STATES, 5);
+        let req = request(libc::AF_INET6 as u8, MINI_STATES, 5, &[]);
         assert_eq!(req.len(), 72);
         assert_eq!(u32_at(&req, 0), Some(72));
         assert_eq!(req[16], libc::AF_INET6 as u8);
@@ -400,5 +472,64 @@ mod tests {
         assert_ne!(mine.inode, 0);
         let owner = Owners::new(Duration::ZERO).lookup(mine.inode);
         assert_eq!(owner.map(|o| o.pid), Some(std::process::id()));
+    }
+}
+
+#[cfg(test)]
+mod port_filter_tests {
+    use super::*;
+
+    /// Runs a filter program the way the kernel's inet_diag_bc_run does.
+    fn run(bc: &[u8], sport: u16, dport: u16) -> bool {
+        let mut at = 0usize;
+        let mut len = bc.len() as i64;
+        while len > 0 {
+            let (code, yes, no) = (
+                bc[at],
+                bc[at + 1],
+                u16::from_ne_bytes([bc[at + 2], bc[at + 3]]),
+            );
+            let port = || u16::from_ne_bytes([bc[at + 6], bc[at + 7]]);
+            let matched = match code {
+                INET_DIAG_BC_S_EQ => sport == port(),
+                INET_DIAG_BC_D_EQ => dport == port(),
+                INET_DIAG_BC_JMP => false,
+                other => panic!("unexpected op {other}"),
+            };
+            let step = if matched {
+                usize::from(yes)
+            } else {
+                usize::from(no)
+            };
+            at += step;
+            len -= step as i64;
+        }
+        len == 0
+    }
+
+    /// Walks the `yes` edges as the kernel's audit does: they must reach the end.
+    fn audit(bc: &[u8]) -> bool {
+        let mut at = 0;
+        while at < bc.len() {
+            let yes = usize::from(bc[at + 1]);
+            if yes < 4 || yes % 4 != 0 {
+                return false;
+            }
+            at += yes;
+        }
+        at == bc.len()
+    }
+
+    #[test]
+    fn accepts_a_socket_with_any_listed_port_on_either_side() {
+        let bc = port_filter(&[54321, 8080]);
+        assert!(audit(&bc));
+        assert!(run(&bc, 54321, 40000));
+        assert!(run(&bc, 40000, 54321));
+        assert!(run(&bc, 40000, 8080));
+        assert!(!run(&bc, 40000, 40001));
+        let one = port_filter(&[7]);
+        assert!(audit(&one) && run(&one, 7, 1) && run(&one, 1, 7) && !run(&one, 1, 2));
+        assert!(port_filter(&[]).is_empty());
     }
 }

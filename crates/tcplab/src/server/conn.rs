@@ -74,6 +74,7 @@ pub(super) async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Arc<
         peer,
         format_args!("accepted ({} open)", shared.open.load(Ordering::Relaxed)),
     );
+    shared.config.log.call(peer, format_args!("accept()"));
     serve(stream, peer, shared, None).await;
 }
 
@@ -91,6 +92,7 @@ pub(super) async fn resume(
         Ok(mut stream) => {
             if let Err(err) = stream.write_all(&pending).await {
                 let end = error_end(&shared.config.log, peer, &err);
+                shared.config.log.call(peer, format_args!("close()"));
                 drop(stream);
                 finish(&shared, peer, end);
                 return;
@@ -114,6 +116,7 @@ async fn serve(
         Ok(end) => end,
         Err(err) => error_end(&shared.config.log, peer, &err),
     };
+    shared.config.log.call(peer, format_args!("close()"));
     drop(stream);
     finish(&shared, peer, end);
 }
@@ -171,6 +174,7 @@ async fn converse(
     let mut session = match session {
         Some(session) => session,
         None => {
+            log.call(peer, format_args!("write({})", protocol::BANNER.len()));
             write_all(stream, protocol::BANNER).await?;
             new_session(shared, peer)
         }
@@ -240,11 +244,15 @@ fn poll_step(
             ready!(Pin::new(&mut *stream).poll_read(cx, &mut buf))?;
             buf.filled().len()
         };
+        log.call(peer, format_args!("read() = {n}"));
         if n == 0 {
             return Poll::Ready(Ok(Step::Eof));
         }
         out.clear();
         let status = session.feed(&read[..n], out, |event| log_event(log, peer, event));
+        if !out.is_empty() {
+            log.call(peer, format_args!("write({})", out.len()));
+        }
         let unsent = send_now(stream, out)?;
         Poll::Ready(Ok(Step::Fed(status, unsent.map(<[u8]>::to_vec))))
     })

@@ -124,6 +124,7 @@ fn serve(
     }
     let open = shared.open.fetch_add(1, Ordering::Relaxed) + 1;
     log.conn(peer, format_args!("accepted ({open} open)"));
+    log.call(peer, format_args!("accept()"));
     shared.lane_busy.fetch_add(1, Ordering::AcqRel);
     let outcome = converse(&stream, peer, shared, handoff.is_some(), buf, out);
     shared.lane_busy.fetch_sub(1, Ordering::AcqRel);
@@ -147,6 +148,7 @@ fn serve(
         (Ok(Outcome::Ended(end)), _) => end,
         (Err(err), _) => conn::error_end(log, peer, &err),
     };
+    log.call(peer, format_args!("close()"));
     drop(stream);
     conn::finish(shared, peer, end);
 }
@@ -171,6 +173,7 @@ fn converse(
     let mut called_for_help = false;
     out.clear();
     out.extend_from_slice(protocol::BANNER);
+    log.call(peer, format_args!("write({})", out.len()));
     loop {
         if !out.is_empty() {
             let sent = write_some(stream, out)?;
@@ -213,6 +216,7 @@ fn converse(
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err),
         };
+        log.call(peer, format_args!("read() = {n}"));
         if n == 0 {
             log.conn(peer, format_args!("eof{}", conn::unterminated(&session)));
             return Ok(Outcome::Ended(End::Eof));
@@ -232,6 +236,9 @@ fn converse(
             last_active = Instant::now();
         }
         let status = session.feed(&buf[..n], out, |event| conn::log_event(log, peer, event));
+        if !out.is_empty() {
+            log.call(peer, format_args!("write({})", out.len()));
+        }
         match status {
             Status::Open => {}
             Status::Quit | Status::Shutdown => {

@@ -80,27 +80,6 @@ fn a_reset_by_the_server_exits_with_the_reset_code() {
 }
 
 #[test]
-fn lab_prints_the_dialogue_and_exits_zero() {
-    let out = Command::new(support::tcplab_bin())
-        .arg("lab")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stdout);
-    for expected in [
-        "handshake complete",
-        "write()   6 bytes  \"hello\\n\"",
-        "read()   18 bytes  \"You said 'hello'.\\n\"",
-        "write()   5 bytes  \"quit\\n\"",
-        "closed: server closed first (client sent 'quit')",
-        "read() = 0: the server's FIN arrived",
-        "who closed first: the server",
-    ] {
-        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
-    }
-}
-
-#[test]
 fn interactive_mode_sends_stdin_lines_and_exits_when_the_server_closes() {
     use std::io::Write as _;
     use std::process::Stdio;

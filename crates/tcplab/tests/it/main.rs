@@ -2,6 +2,10 @@
 //! Tests that need root call [`support::privileged`] first.
 
 mod bench;
+mod capture;
 mod connect;
+mod lab;
+mod replay;
 mod serve;
 mod support;
+mod watch;

@@ -1,0 +1,100 @@
+//! `tcplab lab`: runs an experiment end to end and shows the connection's whole life on
+//! one timeline — segments, both endpoints' kernel states, and their socket calls.
+//!
+//! As root each run happens in a private network namespace (see [`crate::netns`]);
+//! without root, on this machine's loopback, with one line per thing that is lost.
+
+mod annotate;
+mod probes;
+mod run;
+mod scenario;
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tcplab_core::timeline::{self, Connection};
+
+use crate::view::ViewArgs;
+
+pub use run::{Observed, Place};
+pub use scenario::{Scenario, Target, SCENARIOS};
+
+/// Command-line arguments of `tcplab lab`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The experiment to run (see --list).
+    #[arg(default_value = "echo")]
+    pub scenario: String,
+    /// List the experiments and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// How to show the timeline.
+    #[command(flatten)]
+    pub view: ViewArgs,
+    /// Also write the captured packets to FILE (pcapng), each with a comment naming the
+    /// state changes it caused (Wireshark shows it as the packet comment).
+    #[arg(long, value_name = "FILE")]
+    pub pcapng: Option<std::path::PathBuf>,
+}
+
+/// `tcplab lab`.
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    if args.list {
+        for s in SCENARIOS {
+            writeln!(stdout, "{:<18} {}", s.name, s.about)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let scenario = scenario::find(&args.scenario).with_context(|| {
+        format!(
+            "unknown experiment '{}' (tcplab lab --list shows them)",
+            args.scenario
+        )
+    })?;
+    let (place, place_note) = Place::choose();
+    let observed = run::run(scenario, &place)?;
+    let conn = connection(&observed);
+    let title = format!("tcplab lab {}: {}", scenario.name, scenario.about);
+    args.view.write_files(&title, &conn)?;
+    if let Some(path) = &args.pcapng {
+        match &observed.capture {
+            Some(capture) => annotate::write_pcapng(path, capture, &conn)?,
+            None => anyhow::bail!(
+                "--pcapng {}: nothing was captured (capture needs CAP_NET_RAW: run as root)",
+                path.display()
+            ),
+        }
+    }
+    if args.view.ladder() {
+        writeln!(stdout, "{title}")?;
+        let place_text = match &place {
+            Place::Namespace(_) => "a private network namespace (deleted afterwards)",
+            Place::Loopback => "this machine's loopback",
+        };
+        writeln!(stdout, "ran in {place_text}")?;
+        for note in place_note.iter().chain(&observed.missing) {
+            writeln!(stdout, "not shown: {note}")?;
+        }
+        writeln!(stdout)?;
+    }
+    args.view.print(&mut stdout, std::slice::from_ref(&conn))?;
+    if args.view.ladder() {
+        if let Some(err) = &observed.client_error {
+            writeln!(stdout, "client saw: {err}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The run's connection on one timeline.
+pub fn connection(observed: &Observed) -> Connection {
+    timeline::build_connection(
+        observed.client,
+        observed.server,
+        &observed.segments,
+        &observed.changes,
+        &observed.calls,
+    )
+}

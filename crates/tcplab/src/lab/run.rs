@@ -1,0 +1,286 @@
+//! Running one experiment: where (a private namespace, or loopback), the in-process
+//! server, the scripted client, the probes, and every socket call on one clock.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tcplab_core::event::StateChange;
+use tcplab_core::timeline::{Call, Role, Segment};
+
+use super::probes::{self, Probes};
+use super::scenario::{Scenario, Target};
+use crate::client::{self, Script, Step};
+use crate::clock;
+use crate::exit::Failure;
+use crate::log::{Collected, Log, RecordKind};
+use crate::netns::Netns;
+use crate::server::{self, ListenOptions};
+
+/// Where the experiment ran.
+#[derive(Debug)]
+pub enum Place {
+    /// A private network namespace (root): nothing else on its loopback.
+    Namespace(Netns),
+    /// The machine's own loopback (no privileges for a namespace).
+    Loopback,
+}
+
+impl Place {
+    /// A private namespace if we may create one, else loopback with the reason.
+    pub fn choose() -> (Place, Option<String>) {
+        if std::env::var("TCPLAB_NO_NETNS").as_deref() == Ok("1") {
+            return (
+                Place::Loopback,
+                Some("no private network namespace (TCPLAB_NO_NETNS=1): running on this machine's loopback".into()),
+            );
+        }
+        match Netns::new() {
+            Ok(ns) => (Place::Namespace(ns), None),
+            Err(err) => (
+                Place::Loopback,
+                Some(format!(
+                    "no private network namespace ({err}: needs CAP_SYS_ADMIN and \
+                     CAP_NET_ADMIN; run as root): running on this machine's loopback"
+                )),
+            ),
+        }
+    }
+
+    /// Spawns a thread inside this place.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<std::thread::JoinHandle<T>> {
+        match self {
+            Place::Namespace(ns) => {
+                let inner = ns.spawn(f)?;
+                // Flatten: a failure to enter the namespace becomes a panic of the join,
+                // which the caller reports.
+                Ok(std::thread::spawn(move || match inner.join() {
+                    Ok(Ok(value)) => value,
+                    Ok(Err(err)) => panic!("could not enter the namespace: {err}"),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }))
+            }
+            Place::Loopback => Ok(std::thread::spawn(f)),
+        }
+    }
+
+    /// Runs `f` on a thread inside this place and returns its result.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        match self {
+            Place::Namespace(ns) => Ok(ns.run(f)?),
+            Place::Loopback => std::thread::spawn(f)
+                .join()
+                .map_err(|_| anyhow::anyhow!("experiment thread panicked")),
+        }
+    }
+}
+
+/// Everything one run observed.
+#[derive(Debug)]
+pub struct Observed {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The server's address (or the port nobody listened on).
+    pub server: SocketAddr,
+    /// Both endpoints' socket calls.
+    pub calls: Vec<Call>,
+    /// Segments, if a capture ran.
+    pub segments: Vec<Segment>,
+    /// Kernel state changes, if tracing ran.
+    pub changes: Vec<StateChange>,
+    /// The frames as captured, for the annotated pcapng.
+    pub capture: Option<probes::Captured>,
+    /// What could not be observed, and why (one line each).
+    pub missing: Vec<String>,
+    /// How the client's script ended: the error it saw, in TCP terms.
+    pub client_error: Option<Failure>,
+}
+
+/// Runs `scenario` in `place`.
+pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
+    let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+    let records: Collected = Arc::default();
+    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+
+    // The server side: a listener (its calls on the timeline), or a free port.
+    let server_calls = Arc::clone(&calls);
+    let listener = match scenario.target {
+        Target::Server => Some(place.run(move || {
+            server::bind_observed(
+                &ListenOptions {
+                    addr: any,
+                    ..ListenOptions::default()
+                },
+                &mut |c| {
+                    server_calls
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(Call {
+                            ts_ns: clock::mono_ns(),
+                            role: Role::Server,
+                            addr: any,
+                            call: c,
+                        })
+                },
+            )
+        })??),
+        Target::NoListener => None,
+    };
+    let server_addr = match &listener {
+        Some(l) => l.local_addr()?,
+        None => {
+            place.run(move || std::net::TcpListener::bind(any).and_then(|l| l.local_addr()))??
+        }
+    };
+    for c in calls.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
+        c.addr = server_addr;
+    }
+
+    let mut probes = Probes::start(place, server_addr.port());
+
+    // The in-process server.
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_thread = listener.map(|listener| {
+        let config = server::Config {
+            log: Log::Collect(Arc::clone(&records)),
+            ..server::Config::default()
+        };
+        std::thread::spawn(move || -> std::io::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let stop = async {
+                    let _ = stop_rx.await;
+                };
+                server::run(listener, config, stop).await.map(drop)
+            })
+        })
+    });
+
+    // The client, in the same place.
+    let script = Script {
+        lines: scenario.lines.iter().map(|l| l.to_string()).collect(),
+        close: scenario.close,
+        crlf: scenario.crlf,
+        banner_lines: tcplab_core::protocol::BANNER_LINES,
+        timeout: Duration::from_secs(5),
+        // Without tracepoints, states are polled: pace the client so each lasts long
+        // enough to be seen (the correlator holds what a poll finds for tens of ms).
+        pace: if probes.polls_states() {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        },
+    };
+    let client_calls = Arc::clone(&calls);
+    let (client_addr, client_error) =
+        place.run(move || client_side(server_addr, &script, &client_calls))?;
+
+    // The server logs a connection's end after closing it: wait for that (bounded).
+    if server_thread.is_some() {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !server_closed(&records) {
+            std::thread::park_timeout(Duration::from_millis(1));
+        }
+    }
+    let probes::Seen {
+        capture,
+        segments,
+        changes,
+        missing,
+    } = probes.finish();
+    let client_addr = match client_addr.port() {
+        0 => probes::client_from(&segments, &changes, server_addr).unwrap_or(client_addr),
+        _ => client_addr,
+    };
+    let _ = stop_tx.send(());
+    if let Some(thread) = server_thread {
+        thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the in-process server panicked"))?
+            .context("in-process server")?;
+    }
+
+    let mut calls = std::mem::take(&mut *calls.lock().unwrap_or_else(|e| e.into_inner()));
+    for c in calls.iter_mut().filter(|c| c.role == Role::Client) {
+        c.addr = client_addr;
+    }
+    let records = std::mem::take(&mut *records.lock().unwrap_or_else(|e| e.into_inner()));
+    calls.extend(records.into_iter().filter_map(|r| match r.kind {
+        RecordKind::Call(call) if r.peer == Some(client_addr) => Some(Call {
+            ts_ns: r.mono_ns,
+            role: Role::Server,
+            addr: server_addr,
+            call,
+        }),
+        _ => None,
+    }));
+    calls.sort_by_key(|c| c.ts_ns);
+    Ok(Observed {
+        client: client_addr,
+        server: server_addr,
+        calls,
+        segments,
+        changes,
+        capture,
+        missing,
+        client_error,
+    })
+}
+
+/// The client's part: connect, the script, the close; every call recorded. Returns the
+/// client's address and the error the script ended with, if any.
+fn client_side(
+    server: SocketAddr,
+    script: &Script,
+    calls: &Mutex<Vec<Call>>,
+) -> (SocketAddr, Option<Failure>) {
+    let record = |call: String| {
+        calls.lock().unwrap_or_else(|e| e.into_inner()).push(Call {
+            ts_ns: clock::mono_ns(),
+            role: Role::Client,
+            addr: server,
+            call,
+        })
+    };
+    record("connect()".into());
+    let stream = match client::open(server, script.timeout, false) {
+        Ok(stream) => stream,
+        Err(err) => {
+            // The client's address is not known to us, but the kernel's events say it.
+            let unspecified = SocketAddr::from((server.ip(), 0));
+            return (unspecified, Some(err));
+        }
+    };
+    let local = stream.local_addr().unwrap_or(server);
+    let result = script.run(stream, &mut |step| {
+        let call = match step {
+            Step::Connected { .. } => return,
+            Step::Sent(b) => format!("write({})", b.len()),
+            Step::Received(b) => format!("read() = {}", b.len()),
+            Step::PeerClosed => "read() = 0 (EOF)".into(),
+            Step::HalfClosed => "shutdown(SHUT_WR)".into(),
+            Step::LingerZero => "setsockopt(SO_LINGER {on, 0})".into(),
+            Step::Closed => "close()".into(),
+        };
+        record(call);
+    });
+    (local, result.err())
+}
+
+fn server_closed(records: &Collected) -> bool {
+    records
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|r| matches!(&r.kind, RecordKind::Call(c) if c == "close()"))
+}

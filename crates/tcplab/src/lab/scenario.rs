@@ -1,0 +1,103 @@
+//! The experiments `tcplab lab` runs: a client script against the in-process server (or
+//! against no listener), and what the RFC says each endpoint goes through.
+
+use crate::client::CloseStyle;
+
+/// Whom the client talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The in-process echo server.
+    Server,
+    /// A port where nothing listens.
+    NoListener,
+}
+
+/// One experiment.
+#[derive(Debug, Clone, Copy)]
+pub struct Scenario {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// One line on what it shows.
+    pub about: &'static str,
+    /// Lines the client sends, each waiting for its reply.
+    pub lines: &'static [&'static str],
+    /// How the client ends.
+    pub close: CloseStyle,
+    /// End lines with `\r\n`.
+    pub crlf: bool,
+    /// Whom the client talks to.
+    pub target: Target,
+    /// The client's state path the RFC predicts.
+    pub client_path: &'static [&'static str],
+    /// The server's state path the RFC predicts (its accepted socket).
+    pub server_path: &'static [&'static str],
+}
+
+/// Every experiment of this version, the default first.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "echo",
+        about: "the classic experiment: banner, 'hello', its echo, 'quit'; the server closes first",
+        lines: &["hello", "quit"],
+        close: CloseStyle::Wait,
+        crlf: false,
+        target: Target::Server,
+        client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+        server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
+    },
+    Scenario {
+        name: "client-close",
+        about: "the client closes first (active close) and ends in TIME_WAIT",
+        lines: &["hello"],
+        close: CloseStyle::Fin,
+        crlf: false,
+        target: Target::Server,
+        client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
+        server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+    },
+    Scenario {
+        name: "half-close",
+        about: "shutdown(SHUT_WR): the client's FIN, yet the server still answers, then closes",
+        lines: &["hello"],
+        close: CloseStyle::Half,
+        crlf: false,
+        target: Target::Server,
+        client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
+        server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+    },
+    Scenario {
+        name: "abortive-close",
+        about: "SO_LINGER {on, 0} then close(): RST instead of FIN, no TIME_WAIT anywhere",
+        lines: &["hello"],
+        close: CloseStyle::Rst,
+        crlf: false,
+        target: Target::Server,
+        client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSED"],
+        server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSED"],
+    },
+    Scenario {
+        name: "refused",
+        about: "connect() to a port where nothing listens: the SYN is answered with RST",
+        lines: &[],
+        close: CloseStyle::Fin,
+        crlf: false,
+        target: Target::NoListener,
+        client_path: &["CLOSED", "SYN_SENT", "CLOSED"],
+        server_path: &[],
+    },
+    Scenario {
+        name: "unread-data-reset",
+        about: "close() with a reply still unread turns FIN into RST (the classic example's \\r\\n bug)",
+        lines: &["hello"],
+        close: CloseStyle::Unread,
+        crlf: true,
+        target: Target::Server,
+        client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSED"],
+        server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSED"],
+    },
+];
+
+/// The scenario called `name`.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
