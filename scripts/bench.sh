@@ -197,7 +197,7 @@ table() {
             ((${ERRS["$s|$cell"]:-0} > 0)) && mark+=" ‡"
             row+=" $(fmt_rate "$m")$mark |"
         done
-        row+=" $(ratio "${med[tcplab]}" "${med[blocking]}") | $(ratio "${med[tcplab]}" "${med[tokio]}") | $(ratio "${med[tcplab-seq]}" "${med[blocking]}") |"
+        row+=" $(ratio "${med[tcplab]:-}" "${med[blocking]:-}") | $(ratio "${med[tcplab]:-}" "${med[tokio]:-}") | $(ratio "${med[tcplab-seq]:-}" "${med[blocking]:-}") |"
         echo "$row"
     done
     # shellcheck disable=SC2086

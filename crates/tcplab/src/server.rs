@@ -202,6 +202,8 @@ struct Shared {
     /// clients over after each answer: with many clients, the async side serves several
     /// per wakeup, a lane one per context switch.
     armed: AtomicUsize,
+    /// Armed accept loops that need the listening socket non-blocking (see [`Armed`]).
+    nonblocking_users: std::sync::Mutex<usize>,
     /// Accepted sockets may lack the listener's timeouts: lanes set them.
     set_timeouts: bool,
 }
@@ -232,6 +234,9 @@ pub async fn run(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let sequential = config.sequential;
     let listener = listener.into_std()?;
+    // Blocking while no async accept loop is armed: lanes then wait in accept(2) (see
+    // [`Armed`]).
+    listener.set_nonblocking(false)?;
     // A listener from [`bind`] has the socket options that accepted sockets inherit.
     // Another one gets them now, and the lanes set them on each client as well, since
     // clients that connected before now did not inherit them.
@@ -255,6 +260,7 @@ pub async fn run(
         lane_busy: AtomicUsize::new(0),
         lane_full: watch::Sender::new(0),
         armed: AtomicUsize::new(0),
+        nonblocking_users: std::sync::Mutex::new(0),
         lane_size: if sequential { 1 } else { cores },
         set_timeouts: !inherited,
     });
@@ -370,13 +376,63 @@ impl Worker {
     }
 }
 
-/// Counts an armed accept loop down when it disarms, however it leaves.
-struct Disarm<'a>(&'a AtomicUsize);
+/// An accept loop's registration of the listening socket, while it takes clients.
+///
+/// The listening socket is blocking while no loop is armed, so that lane threads wait
+/// in accept(2) itself (one syscall per client, like the classic server); tokio needs
+/// it non-blocking. The flag belongs to the open file description that every duplicate
+/// shares, hence the count of armed loops, under a lock, that sets and clears it.
+struct Armed<'a> {
+    listener: Option<TcpListener>,
+    source: &'a std::net::TcpListener,
+    shared: &'a Shared,
+}
 
-impl Drop for Disarm<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+impl<'a> Armed<'a> {
+    fn arm(source: &'a std::net::TcpListener, shared: &'a Shared) -> io::Result<Armed<'a>> {
+        {
+            let mut users = lock(&shared.nonblocking_users);
+            if *users == 0 {
+                source.set_nonblocking(true)?;
+            }
+            *users += 1;
+        }
+        shared.armed.fetch_add(1, Ordering::AcqRel);
+        // From here on, dropping `armed` undoes the above, also on the error below.
+        let mut armed = Armed {
+            listener: None,
+            source,
+            shared,
+        };
+        armed.listener = Some(source.try_clone().and_then(TcpListener::from_std)?);
+        Ok(armed)
     }
+
+    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        match &self.listener {
+            Some(listener) => listener.accept().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        // Deregistered first: tokio must never see the socket blocking.
+        drop(self.listener.take());
+        self.shared.armed.fetch_sub(1, Ordering::AcqRel);
+        let mut users = lock(&self.shared.nonblocking_users);
+        *users -= 1;
+        if *users == 0 {
+            let _ = self.source.set_nonblocking(false);
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// How often an armed accept loop checks whether the lane has room again.
@@ -404,7 +460,7 @@ async fn accept_loop(
             stopped = &mut halt => return stopped,
             _ = help.changed() => {}
         }
-        let armed = match listener.try_clone().and_then(TcpListener::from_std) {
+        let armed = match Armed::arm(listener, shared) {
             Ok(armed) => armed,
             Err(err) => {
                 shared
@@ -416,8 +472,6 @@ async fn accept_loop(
             }
         };
         let mut check = tokio::time::interval(LANE_CHECK);
-        shared.armed.fetch_add(1, Ordering::AcqRel);
-        let _disarm = Disarm(&shared.armed);
         loop {
             let (stream, peer) = tokio::select! {
                 biased;

@@ -65,14 +65,16 @@ fn run(listener: &TcpListener, epoll: &Epoll, shared: &Arc<Shared>, handoff: Opt
     let mut buf = vec![0u8; READ_SIZE];
     let mut out = Vec::with_capacity(READ_SIZE);
     while !shared.halted.load(Ordering::Acquire) {
-        // Woken by a new client, by the shutdown of the listening socket, or to check
-        // whether the server halted.
-        if !epoll.wait(HALT_CHECK) {
-            continue;
-        }
+        // Blocks until a client comes or the listener's receive timeout ([`QUIET`]), or
+        // returns at once while the socket is non-blocking (async loops armed); then the
+        // lane waits on its epoll: woken by a new client, by the shutdown of the
+        // listening socket, or to check whether the server halted.
         let (stream, peer) = match listener.accept() {
             Ok(pair) => pair,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(err) if is_timeout(&err) => {
+                let _ready = epoll.wait(HALT_CHECK);
+                continue;
+            }
             Err(_) if shared.halted.load(Ordering::Acquire) => break,
             Err(err) => {
                 shared
@@ -323,7 +325,8 @@ impl Epoll {
         Ok(epoll)
     }
 
-    /// Waits up to `timeout` for the listener to be readable (or shut down).
+    /// Waits up to `timeout` for the listener to be readable (or shut down); says
+    /// whether it is.
     fn wait(&self, timeout: Duration) -> bool {
         let mut event = libc::epoll_event { events: 0, u64: 0 };
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
