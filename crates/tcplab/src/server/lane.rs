@@ -7,17 +7,21 @@
 //! 80 µs of server CPU per connection cycle. So `tcplab serve` runs one lane thread per
 //! core that accepts and serves one client at a time with blocking I/O, and hands a
 //! client to the async side (`conn::resume`) once it has been quiet for [`QUIET`]: the
-//! lane is free again for the next client and idle clients cost no thread. While every
-//! lane thread is busy, the async accept loops take new clients (`accept_loop`).
+//! lane is free again for the next client and idle clients cost no thread. When every
+//! lane is stuck with a long or a quiet client, the lane calls the async accept loops for
+//! help (`call_for_help`); while they take clients, the lanes hand over their clients
+//! after each answer, since with many clients the async side, serving several per
+//! wakeup, is the cheaper one.
 //!
 //! `--sequential` is one lane thread that never hands over: the classic example's design,
 //! with correct framing, shutdown and idle timeout.
 //!
-//! Lane threads wait for clients on an epoll of their own with `EPOLLEXCLUSIVE`, so a new
-//! connection wakes one of them, not all. (The listening socket must stay non-blocking
-//! for tokio, and that flag is shared by every duplicate of the descriptor, so a plain
-//! blocking accept(2) is not available.) Accepted sockets are blocking and inherit the
-//! listener's `SO_RCVTIMEO`/`SO_SNDTIMEO`, which bound every wait of a lane thread.
+//! Lane threads wait for clients in accept(2) itself: the listening socket is blocking
+//! while no async loop is armed (`server::Armed`), and its receive timeout bounds the
+//! wait. While it is non-blocking, they wait on an epoll of their own with
+//! `EPOLLEXCLUSIVE`, so that a new client wakes one lane, not all. Accepted sockets are
+//! blocking and inherit the listener's `SO_RCVTIMEO`/`SO_SNDTIMEO`, which bound every
+//! wait of a lane thread.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
