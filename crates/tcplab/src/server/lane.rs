@@ -40,6 +40,10 @@ use super::Shared;
 /// makes the lane call the async side for help if every lane is busy.
 pub(super) const QUIET: Duration = Duration::from_millis(5);
 
+/// A client quiet this long is handed over even while another lane is free: short
+/// pauses of a busy client (a preempted client process) keep it on its lane.
+const HAND_OVER_AFTER: Duration = Duration::from_millis(50);
+
 /// How often an idle lane thread checks whether the server halted (the shutdown of the
 /// listening socket wakes it at once; this is a safety net).
 const HALT_CHECK: Duration = Duration::from_millis(100);
@@ -177,6 +181,7 @@ fn converse(
     let started = Instant::now();
     let mut reads = 0u32;
     let mut called_for_help = false;
+    let mut quiet_since: Option<Instant> = None;
     out.clear();
     out.extend_from_slice(protocol::BANNER);
     log.call(peer, format_args!("write({})", out.len()));
@@ -210,8 +215,14 @@ fn converse(
                     continue;
                 }
                 if may_hand_off {
-                    call_for_help(shared);
-                    return Ok(Outcome::Quiet(session, Vec::new()));
+                    let since = *quiet_since.get_or_insert_with(|| Instant::now() - QUIET);
+                    // Every lane busy: clients may be waiting, free this one now.
+                    let lanes_full = shared.lane_busy.load(Ordering::Acquire) >= shared.lane_size;
+                    if lanes_full || since.elapsed() >= HAND_OVER_AFTER {
+                        call_for_help(shared);
+                        return Ok(Outcome::Quiet(session, Vec::new()));
+                    }
+                    continue;
                 }
                 if idle_timeout.is_some_and(|t| last_active.elapsed() >= t) {
                     let _ = stream.write_all(b"idle timeout: closing\n");
@@ -223,6 +234,7 @@ fn converse(
             Err(err) => return Err(err),
         };
         log.call(peer, format_args!("read() = {n}"));
+        quiet_since = None;
         if n == 0 {
             log.conn(peer, format_args!("eof{}", conn::unterminated(&session)));
             return Ok(Outcome::Ended(End::Eof));
