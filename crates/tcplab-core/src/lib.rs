@@ -9,9 +9,11 @@
 //! - [`protocol`]: the echo test protocol as a byte-in/bytes-out state machine.
 //! - [`state`]: TCP states with their RFC 9293 names and the one transition table.
 //! - [`event`]: a state change of one endpoint, as the probes report it.
+//! - [`impair`]: the impairable wire's decision engine (drop, hold, delay, reorder, dup).
 #![forbid(unsafe_code)]
 
 pub mod event;
+pub mod impair;
 pub mod protocol;
 pub mod render;
 pub mod state;

@@ -1,0 +1,210 @@
+//! Just enough of an IP packet to apply the wire's rules: is it TCP, its ports, sequence
+//! and acknowledgement numbers, flags and payload length.
+//!
+//! This is a minimal, panic-free extractor written for the wire alone: the full decoder
+//! (`tcplab_core::wire`, with options and a repr layer) lives on another branch, and the
+//! wire should switch to it once it is merged. Input is what a TUN device opened with
+//! `IFF_NO_PI` yields: a bare IPv4 or IPv6 packet, no link-layer header.
+
+/// TCP flag bits, as in the header's 13th byte (RFC 9293 section 3.1).
+pub mod flags {
+    /// No more data from sender.
+    pub const FIN: u8 = 0x01;
+    /// Synchronize sequence numbers.
+    pub const SYN: u8 = 0x02;
+    /// Reset the connection.
+    pub const RST: u8 = 0x04;
+    /// Push function.
+    pub const PSH: u8 = 0x08;
+    /// Acknowledgment field is significant.
+    pub const ACK: u8 = 0x10;
+}
+
+/// The TCP facts of one packet that the wire's rules look at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSummary {
+    /// Source port.
+    pub src_port: u16,
+    /// Destination port.
+    pub dst_port: u16,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number (meaningful when ACK is set).
+    pub ack: u32,
+    /// The flag byte (see [`flags`]).
+    pub flags: u8,
+    /// Bytes of payload after the TCP header, as the IP length says (clamped to what
+    /// was captured).
+    pub payload_len: usize,
+}
+
+impl TcpSummary {
+    /// True when every bit of `mask` is set.
+    pub fn has(&self, mask: u8) -> bool {
+        self.flags & mask == mask
+    }
+
+    /// A SYN without ACK: the first segment of an open.
+    pub fn is_syn_only(&self) -> bool {
+        self.has(flags::SYN) && !self.has(flags::ACK)
+    }
+
+    /// An ACK with no payload and no SYN, FIN or RST.
+    pub fn is_pure_ack(&self) -> bool {
+        self.has(flags::ACK)
+            && self.flags & (flags::SYN | flags::FIN | flags::RST) == 0
+            && self.payload_len == 0
+    }
+}
+
+const PROTO_TCP: u8 = 6;
+
+/// Extracts the TCP summary of a bare IPv4 or IPv6 packet; `None` for anything else
+/// (another protocol, a non-first fragment, a truncated or malformed header).
+pub fn tcp_summary(packet: &[u8]) -> Option<TcpSummary> {
+    let (tcp, ip_payload_len) = match packet.first()? >> 4 {
+        4 => ipv4_payload(packet)?,
+        6 => ipv6_payload(packet)?,
+        _ => return None,
+    };
+    let data_offset = usize::from(tcp.get(12)? >> 4) * 4;
+    if data_offset < 20 || tcp.len() < data_offset {
+        return None;
+    }
+    let be16 = |i: usize| u16::from_be_bytes([tcp[i], tcp[i + 1]]);
+    let be32 = |i: usize| u32::from_be_bytes([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
+    Some(TcpSummary {
+        src_port: be16(0),
+        dst_port: be16(2),
+        seq: be32(4),
+        ack: be32(8),
+        flags: tcp[13],
+        payload_len: ip_payload_len.min(tcp.len()).saturating_sub(data_offset),
+    })
+}
+
+/// The TCP bytes of an IPv4 packet and the IP payload length from the header.
+fn ipv4_payload(p: &[u8]) -> Option<(&[u8], usize)> {
+    let ihl = usize::from(p.first()? & 0x0f) * 4;
+    if ihl < 20 || p.len() < ihl {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    let fragment_offset = u16::from_be_bytes([p[6], p[7]]) & 0x1fff;
+    if p[9] != PROTO_TCP || fragment_offset != 0 || total < ihl {
+        return None;
+    }
+    Some((&p[ihl..], total - ihl))
+}
+
+/// The TCP bytes of an IPv6 packet (after the usual extension headers) and the payload
+/// length left for it.
+fn ipv6_payload(p: &[u8]) -> Option<(&[u8], usize)> {
+    if p.len() < 40 {
+        return None;
+    }
+    let mut payload_len = usize::from(u16::from_be_bytes([p[4], p[5]]));
+    let mut next = p[6];
+    let mut rest = &p[40..];
+    // Hop-by-hop (0), routing (43) and destination options (60) share one layout:
+    // next header, length in 8-octet units not counting the first 8.
+    while matches!(next, 0 | 43 | 60) {
+        let len = (usize::from(*rest.get(1)?) + 1) * 8;
+        next = *rest.first()?;
+        rest = rest.get(len..)?;
+        payload_len = payload_len.checked_sub(len)?;
+    }
+    (next == PROTO_TCP).then_some((rest, payload_len))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Builds a bare IPv4 TCP packet (checksums zero: the wire never checks them).
+    pub(crate) fn v4(
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        fl: u8,
+        payload: &[u8],
+    ) -> Vec<u8> {
+        let total = 40 + payload.len();
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = PROTO_TCP;
+        p[12..16].copy_from_slice(&[192, 0, 2, 1]);
+        p[16..20].copy_from_slice(&[192, 0, 2, 2]);
+        p[20..22].copy_from_slice(&sport.to_be_bytes());
+        p[22..24].copy_from_slice(&dport.to_be_bytes());
+        p[24..28].copy_from_slice(&seq.to_be_bytes());
+        p[28..32].copy_from_slice(&ack.to_be_bytes());
+        p[32] = 5 << 4;
+        p[33] = fl;
+        p[40..].copy_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn reads_an_ipv4_segment() {
+        let p = v4(40000, 54321, 7, 9, flags::ACK | flags::PSH, b"hello");
+        let s = tcp_summary(&p).unwrap();
+        assert_eq!((s.src_port, s.dst_port, s.seq, s.ack), (40000, 54321, 7, 9));
+        assert_eq!(s.payload_len, 5);
+        assert!(!s.is_pure_ack());
+    }
+
+    #[test]
+    fn reads_an_ipv6_segment_after_a_hop_by_hop_header() {
+        let mut p = vec![0u8; 40 + 8 + 20];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&28u16.to_be_bytes());
+        p[6] = 0; // hop-by-hop
+        p[40] = PROTO_TCP;
+        p[41] = 0;
+        p[48..50].copy_from_slice(&1u16.to_be_bytes());
+        p[50..52].copy_from_slice(&2u16.to_be_bytes());
+        p[60] = 5 << 4;
+        p[61] = flags::SYN;
+        let s = tcp_summary(&p).unwrap();
+        assert_eq!((s.src_port, s.dst_port), (1, 2));
+        assert!(s.is_syn_only());
+        assert_eq!(s.payload_len, 0);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_whole_tcp_header() {
+        let p = v4(1, 2, 0, 0, flags::SYN, b"");
+        for cut in 0..40 {
+            assert_eq!(tcp_summary(&p[..cut]), None, "cut at {cut}");
+        }
+        let mut udp = p.clone();
+        udp[9] = 17;
+        assert_eq!(tcp_summary(&udp), None);
+        let mut fragment = p;
+        fragment[7] = 1;
+        assert_eq!(tcp_summary(&fragment), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..128)) {
+            let _ = tcp_summary(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_bytes_behind_a_valid_version_never_panic(
+            v6 in proptest::bool::ANY,
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..128),
+        ) {
+            let mut bytes = bytes;
+            if let Some(b) = bytes.first_mut() {
+                *b = if v6 { 0x60 } else { 0x45 | (*b & 0x0f) };
+            }
+            let _ = tcp_summary(&bytes);
+        }
+    }
+}
