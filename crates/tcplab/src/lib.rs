@@ -21,3 +21,6 @@ pub mod log;
 pub mod netns;
 pub mod probe;
 pub mod server;
+pub mod sysctl;
+pub mod tunwire;
+pub mod twohost;

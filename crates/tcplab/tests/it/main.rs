@@ -5,3 +5,4 @@ mod connect;
 mod lab;
 mod serve;
 mod support;
+mod twohost;
