@@ -14,6 +14,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt as _;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tcplab_core::impair::{Direction, Rules, Wire, WireEvent};
@@ -85,6 +86,7 @@ fn open_tun(name: &str) -> io::Result<OwnedFd> {
 #[derive(Debug)]
 pub struct WireRun {
     stop: Option<OwnedFd>,
+    live: Arc<Mutex<Vec<WireEvent>>>,
     thread: Option<JoinHandle<io::Result<Vec<WireEvent>>>>,
 }
 
@@ -101,16 +103,25 @@ pub fn start(client: Tun, server: Tun, rules: Rules) -> io::Result<WireRun> {
         use std::os::fd::FromRawFd as _;
         (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
     };
+    let live = Arc::new(Mutex::new(Vec::new()));
+    let published = Arc::clone(&live);
     let thread = std::thread::Builder::new()
         .name("tcplab-wire".into())
-        .spawn(move || forward(&client, &server, &stop_rx, Wire::new(rules)))?;
+        .spawn(move || forward(&client, &server, &stop_rx, Wire::new(rules), &published))?;
     Ok(WireRun {
         stop: Some(stop_tx),
+        live,
         thread: Some(thread),
     })
 }
 
 impl WireRun {
+    /// The decisions made so far (a copy), while the wire runs: for a live view, or to
+    /// wait until the wire holds a segment.
+    pub fn events_so_far(&self) -> Vec<WireEvent> {
+        self.live.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
     /// Stops the forwarder and returns every decision of the wire, in order. Packets
     /// still held or delayed are recorded as discarded.
     pub fn stop(mut self) -> io::Result<Vec<WireEvent>> {
@@ -141,6 +152,7 @@ fn forward(
     server: &Tun,
     stop: &OwnedFd,
     mut wire: Wire,
+    live: &Mutex<Vec<WireEvent>>,
 ) -> io::Result<Vec<WireEvent>> {
     let mut buf = vec![0u8; READ_BUFFER];
     let devices = [
@@ -218,6 +230,15 @@ fn forward(
             // would; the kernel's TCP recovers, and the event list shows the send.
             let _ = n;
         }
+        publish(&wire, live);
+    }
+}
+
+/// Copies the decisions not yet published to the shared list.
+fn publish(wire: &Wire, live: &Mutex<Vec<WireEvent>>) {
+    if let Ok(mut shown) = live.lock() {
+        let new = wire.events().get(shown.len()..).unwrap_or_default();
+        shown.extend_from_slice(new);
     }
 }
 

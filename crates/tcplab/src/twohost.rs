@@ -119,6 +119,14 @@ impl TwoHost {
         self.server.set_sysctl(name, value)
     }
 
+    /// The wire's decisions so far, while it runs (empty for a veth link).
+    pub fn wire_events_so_far(&self) -> Vec<WireEvent> {
+        self.wire
+            .as_ref()
+            .map(WireRun::events_so_far)
+            .unwrap_or_default()
+    }
+
     /// Stops the wire and returns its decisions, in order: empty for a veth link, or if
     /// already called. The hosts stay up (without a wire, nothing passes between them).
     pub fn stop_wire(&mut self) -> io::Result<Vec<WireEvent>> {

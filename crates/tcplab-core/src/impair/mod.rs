@@ -389,6 +389,10 @@ impl Wire {
             self.send(now_ns, dir, bytes.clone(), now_action, false, false);
         }
         let delay_ns = self.rules.delay_ns;
+        if now_action == Action::Release && (reorder || delay_ns > 0) {
+            // Leaving the hold is its own moment on the timeline, before the delay.
+            self.record(now_ns, dir, Action::Release, bytes.clone());
+        }
         if reorder {
             let until_ns = now_ns + delay_ns + REORDER_WAIT_NS;
             self.record(now_ns, dir, Action::Reorder { until_ns }, bytes.clone());

@@ -188,6 +188,41 @@ fn hold_first_fin_releases_both_fins_once_each_direction_has_one() {
 }
 
 #[test]
+fn a_released_segment_is_then_delayed_like_any_other() {
+    let mut w = wire("hold-first-fin delay=10ms");
+    w.handle(0, C2S, &seg(C2S, 1, 1, flags::FIN | flags::ACK, b""));
+    w.handle(1, S2C, &seg(S2C, 1, 1, flags::FIN | flags::ACK, b""));
+    w.handle_timeout(20_000_000);
+    assert_eq!(drain(&mut w).len(), 2);
+    assert_eq!(
+        actions(&w),
+        vec![
+            (
+                C2S,
+                Action::Hold {
+                    rule: HoldRule::FirstFin
+                }
+            ),
+            (C2S, Action::Release),
+            (
+                C2S,
+                Action::Delay {
+                    until_ns: 10_000_001
+                }
+            ),
+            (
+                S2C,
+                Action::Delay {
+                    until_ns: 10_000_001
+                }
+            ),
+            (C2S, Action::Deliver),
+            (S2C, Action::Deliver),
+        ]
+    );
+}
+
+#[test]
 fn hold_first_fin_keeps_later_segments_behind_the_held_one() {
     let mut w = wire("hold-first-fin");
     w.handle(1, S2C, &seg(S2C, 1, 1, flags::FIN | flags::ACK, b""));

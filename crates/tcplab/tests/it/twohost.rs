@@ -164,3 +164,167 @@ fn echo_over_the_wire_v4_and_v6() {
     drop(hosts);
     assert_nothing_left(&ids);
 }
+
+/// include/net/tcp_states.h
+const TCP_ESTABLISHED: u8 = 1;
+const TCP_CLOSING: u8 = 11;
+
+use tcplab_core::impair::flags::FIN;
+
+/// The kernel's state of a socket (the first byte of `struct tcp_info`).
+fn tcp_state(s: &TcpStream) -> u8 {
+    use std::os::fd::AsRawFd as _;
+    let mut info = [0u8; 256];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into the buffer we own.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "getsockopt(TCP_INFO): {}",
+        std::io::Error::last_os_error()
+    );
+    info[0]
+}
+
+/// Waits until `cond` holds, checking every millisecond, at most [`STEP`].
+#[track_caller]
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + STEP;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::park_timeout(Duration::from_millis(1));
+    }
+}
+
+/// A connected pair (client side, server side) between the two hosts over IPv4.
+fn pair(hosts: &TwoHost) -> (TcpStream, TcpStream) {
+    let listener = listen(hosts, SERVER_V4.into());
+    let c = connect(&hosts.client, listener.local_addr().unwrap());
+    let (s, _) = listener.accept().unwrap();
+    for x in [&c, &s] {
+        x.set_read_timeout(Some(STEP)).unwrap();
+        x.set_nodelay(true).unwrap();
+    }
+    (c, s)
+}
+
+#[test]
+fn hold_first_fin_gives_closing_on_both_sides_five_times_in_five() {
+    if !support::privileged("hold_first_fin_gives_closing_on_both_sides_five_times_in_five") {
+        return;
+    }
+    for run in 1..=5 {
+        // The delay keeps both ends in CLOSING for a while (the ACKs of the FINs take
+        // 100 ms to cross), so polling TCP_INFO sees it.
+        let rules = Rules::parse("hold-first-fin delay=100ms").unwrap();
+        let mut hosts = TwoHost::new(Link::Wire(rules)).unwrap();
+        let ids = inodes(&hosts);
+        let (mut c, mut s) = pair(&hosts);
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        wait_for("the client's FIN held", || {
+            hosts
+                .wire_events_so_far()
+                .iter()
+                .any(|e| matches!(e.action, Action::Hold { .. }))
+        });
+        // A line sent by the server after the FIN left the client arrives after that
+        // FIN would have (same delay both ways): the server still being ESTABLISHED
+        // then shows the hold, not timing, keeps the FIN from it.
+        s.write_all(b"ping\n").unwrap();
+        let mut ping = [0u8; 5];
+        c.read_exact(&mut ping).unwrap();
+        assert_eq!(tcp_state(&s), TCP_ESTABLISHED, "run {run}");
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        wait_for(&format!("CLOSING on both sides (run {run})"), || {
+            tcp_state(&c) == TCP_CLOSING && tcp_state(&s) == TCP_CLOSING
+        });
+        // Both FINs crossed: each side reads EOF.
+        for mut x in [&c, &s] {
+            let mut rest = Vec::new();
+            x.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty());
+        }
+        let events = hosts.stop_wire().unwrap();
+        let held: Vec<_> = events
+            .iter()
+            .filter(|e| matches!(e.action, Action::Hold { .. }))
+            .collect();
+        let fins = held
+            .iter()
+            .filter(|e| tcp_summary(&e.bytes).is_some_and(|t| t.has(FIN)))
+            .count();
+        // The client's FIN, and its ACK of the ping queued behind it.
+        assert_eq!(fins, 1, "one FIN held (run {run})");
+        let released = events
+            .iter()
+            .filter(|e| e.action == Action::Release)
+            .count();
+        assert_eq!(
+            released,
+            held.len(),
+            "all held segments released (run {run})"
+        );
+        drop((c, s));
+        drop(hosts);
+        assert_nothing_left(&ids);
+    }
+}
+
+#[test]
+fn hold_syn_gives_a_simultaneous_open() {
+    if !support::privileged("hold_syn_gives_a_simultaneous_open") {
+        return;
+    }
+    let mut hosts = TwoHost::new(Link::Wire(Rules::parse("hold-syn").unwrap())).unwrap();
+    let ids = inodes(&hosts);
+    // Fixed ports are safe here: the namespaces are ours alone.
+    let client_addr = SocketAddr::new(CLIENT_V4.into(), 40_001);
+    let server_addr = SocketAddr::new(SERVER_V4.into(), 40_002);
+    let open = |ns: &Netns, local: SocketAddr, remote: SocketAddr| {
+        ns.spawn(move || -> std::io::Result<TcpStream> {
+            let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            s.bind(&local.into())?;
+            s.connect_timeout(&remote.into(), STEP)?;
+            Ok(s.into())
+        })
+        .unwrap()
+    };
+    // Whichever SYN reaches the wire first is held until the other arrives.
+    let a = open(&hosts.client, client_addr, server_addr);
+    let b = open(&hosts.server, server_addr, client_addr);
+    let c = a.join().unwrap().unwrap().unwrap();
+    let s = b.join().unwrap().unwrap().unwrap();
+    assert_eq!(
+        (tcp_state(&c), tcp_state(&s)),
+        (TCP_ESTABLISHED, TCP_ESTABLISHED)
+    );
+    assert_eq!(c.peer_addr().unwrap(), server_addr);
+    assert_eq!(s.peer_addr().unwrap(), client_addr);
+    let events = hosts.stop_wire().unwrap();
+    // Both hosts sent a SYN without ACK and a SYN,ACK: the RFC 9293 figure 7 exchange.
+    use tcplab_core::impair::flags::{ACK, SYN};
+    let sent = |dir, with_ack: bool| {
+        events.iter().any(|e: &WireEvent| {
+            e.dir == dir
+                && matches!(e.action, Action::Forward | Action::Release)
+                && tcp_summary(&e.bytes).is_some_and(|t| t.has(SYN) && t.has(ACK) == with_ack)
+        })
+    };
+    use tcplab_core::impair::Direction::{ClientToServer, ServerToClient};
+    for dir in [ClientToServer, ServerToClient] {
+        assert!(sent(dir, false), "{dir:?} SYN");
+        assert!(sent(dir, true), "{dir:?} SYN,ACK");
+    }
+    drop((c, s));
+    drop(hosts);
+    assert_nothing_left(&ids);
+}
