@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tcplab::netns::Netns;
 use tcplab::twohost::{Link, TwoHost, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6};
-use tcplab_core::impair::{tcp_summary, Action, Rules, WireEvent};
+use tcplab_core::impair::{tcp_summary, Action, Direction, Rules, WireEvent};
 
 use crate::support;
 
@@ -327,4 +327,155 @@ fn hold_syn_gives_a_simultaneous_open() {
     drop((c, s));
     drop(hosts);
     assert_nothing_left(&ids);
+}
+
+/// One dropped segment: direction, its index among its direction's segments, flags,
+/// sequence number relative to that direction's SYN, payload length.
+type Dropped = (Direction, usize, u8, u32, usize);
+
+/// Twenty lock-step echoes and a close over a lossy wire; the segments the wire lost.
+fn lossy_run(spec: &str) -> Vec<Dropped> {
+    let mut hosts = TwoHost::new(Link::Wire(Rules::parse(spec).unwrap())).unwrap();
+    let ids = inodes(&hosts);
+    let (mut c, mut s) = pair(&hosts);
+    for i in 0..20 {
+        let line = format!("line {i:02}\n");
+        c.write_all(line.as_bytes()).unwrap();
+        let mut got = [0u8; 8];
+        s.read_exact(&mut got).unwrap();
+        s.write_all(&got).unwrap();
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, line.as_bytes());
+    }
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(s.read(&mut [0u8; 1]).unwrap(), 0);
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(c.read(&mut [0u8; 1]).unwrap(), 0);
+    let events = hosts.stop_wire().unwrap();
+    drop((c, s));
+    drop(hosts);
+    assert_nothing_left(&ids);
+
+    let mut index = [0usize; 2];
+    let mut isn: [Option<u32>; 2] = [None; 2];
+    let mut dropped = Vec::new();
+    for e in &events {
+        let Some(t) = tcp_summary(&e.bytes) else {
+            continue;
+        };
+        // Arrival decisions only (with loss alone: forward or drop).
+        if !matches!(e.action, Action::Forward | Action::Drop { .. }) {
+            continue;
+        }
+        let d = e.dir.index();
+        index[d] += 1;
+        if t.has(tcplab_core::impair::flags::SYN) {
+            isn[d].get_or_insert(t.seq);
+        }
+        if matches!(e.action, Action::Drop { .. }) {
+            let rel = t.seq.wrapping_sub(isn[d].unwrap_or(t.seq));
+            dropped.push((e.dir, index[d], t.flags, rel, t.payload_len));
+        }
+    }
+    dropped
+}
+
+#[test]
+fn seeded_loss_drops_the_same_segments_twice() {
+    if !support::privileged("seeded_loss_drops_the_same_segments_twice") {
+        return;
+    }
+    // Seed 5 at 5% loses the 13th segment of each direction: mid-transfer, after the
+    // handshake, so each loss costs one RTO (~0.2 s), not the 1 s SYN timeout.
+    let spec = "loss=5% seed=5";
+    let first = lossy_run(spec);
+    let second = lossy_run(spec);
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!(first, second);
+}
+
+/// Set in the environment of the child that [`a_killed_holder_leaves_nothing_behind`]
+/// starts.
+const HOLDER_ENV: &str = "TCPLAB_TEST_TWOHOST_HOLDER";
+
+/// Not a test by itself: in the child process, builds both kinds of two-host sets with
+/// a connection in each, says so, and waits to be killed.
+#[test]
+fn two_host_holder_child() {
+    if std::env::var_os(HOLDER_ENV).is_none() {
+        return;
+    }
+    let veth = TwoHost::new(Link::Veth).unwrap();
+    let wire = TwoHost::new(Link::Wire(Rules::parse("delay=1ms").unwrap())).unwrap();
+    let _pairs = (pair(&veth), pair(&wire));
+    let ids: Vec<String> = [&veth, &wire]
+        .iter()
+        .flat_map(|h| inodes(h))
+        .map(|i| i.to_string())
+        .collect();
+    println!("ready {}", ids.join(" "));
+    std::io::stdout().flush().unwrap();
+    // Wait for the parent's SIGKILL (or for its end, if the parent dies first).
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+#[test]
+fn a_killed_holder_leaves_nothing_behind() {
+    if !support::privileged("a_killed_holder_leaves_nothing_behind") {
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "twohost::two_host_holder_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HOLDER_ENV, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the child (by its PID, which we started) even if an assertion fails.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Kill(child);
+    let ids: Vec<u64> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        // libtest prints "test NAME ... " before the test's own output, on the same line.
+        .find_map(|l| l.split_once("ready ").map(|(_, ids)| ids.to_string()))
+        .expect("the child built its sets")
+        .split(' ')
+        .map(|i| i.parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4);
+    for &inode in &ids {
+        assert!(
+            !holders_of(inode).is_empty(),
+            "the child holds namespace {inode}"
+        );
+    }
+    child.0.kill().unwrap(); // SIGKILL: no destructor of the child runs
+    child.0.wait().unwrap();
+    // The kernel drops the namespaces once the dead process's descriptors are closed,
+    // which exit does; nothing of ours can keep them.
+    wait_for("the killed child's namespaces to be unreferenced", || {
+        ids.iter().all(|&i| holders_of(i).is_empty())
+    });
+    assert_nothing_left(&ids);
+    assert!(
+        std::fs::read_dir("/run/netns")
+            .map(|d| d
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().contains("tcplab")))
+            .unwrap_or(true),
+        "no named namespace of tcplab"
+    );
 }
