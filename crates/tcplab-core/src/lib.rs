@@ -10,6 +10,7 @@
 //! - [`state`]: TCP states with their RFC 9293 names and the one transition table.
 //! - [`event`]: a state change of one endpoint, as the probes report it.
 //! - [`impair`]: the impairable wire's decision engine (drop, hold, delay, reorder, dup).
+//! - [`sysctl`]: the kernel parameters that shape the scenarios, with one line each.
 #![forbid(unsafe_code)]
 
 pub mod event;
@@ -17,4 +18,5 @@ pub mod impair;
 pub mod protocol;
 pub mod render;
 pub mod state;
+pub mod sysctl;
 pub mod timeline;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tcplab::{client, exit, lab, server};
+use tcplab::{client, exit, lab, server, sysctl};
 
 /// See a TCP connection's whole life, exactly as the Linux kernel lived it.
 #[derive(Debug, Parser)]
@@ -21,6 +21,8 @@ enum Command {
     Connect(client::Args),
     /// Run an experiment end to end and show what happened.
     Lab(lab::Args),
+    /// List the kernel's TCP parameters that shape the scenarios, with what each does.
+    Sysctl(sysctl::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => server::main(args),
         Command::Connect(args) => client::main(args),
         Command::Lab(args) => lab::main(args),
+        Command::Sysctl(args) => sysctl::main(args),
     };
     exit::report(result)
 }

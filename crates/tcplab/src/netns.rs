@@ -94,7 +94,7 @@ impl Netns {
     /// Sets sysctl `name` to `value` inside the namespace, never on the host: the write
     /// happens on a thread that entered the namespace, and /proc/sys/net shows the
     /// writer's namespace. Only `net.*` names; a name that is global (registered for the
-    /// host's namespace only, like `net.core.rmem_max`) does not exist inside, so the
+    /// host's namespace only, like `net.ipv4.tcp_max_orphans`) does not exist inside, so the
     /// write fails with NotFound instead of touching the host.
     pub fn set_sysctl(&self, name: &str, value: &str) -> io::Result<()> {
         let path = sysctl_path(name)?;

@@ -5,4 +5,5 @@ mod connect;
 mod lab;
 mod serve;
 mod support;
+mod sysctl;
 mod twohost;

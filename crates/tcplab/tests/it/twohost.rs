@@ -479,3 +479,32 @@ fn a_killed_holder_leaves_nothing_behind() {
         "no named namespace of tcplab"
     );
 }
+
+#[test]
+fn sysctls_are_set_inside_the_hosts_never_on_the_machine() {
+    if !support::privileged("sysctls_are_set_inside_the_hosts_never_on_the_machine") {
+        return;
+    }
+    let name = "net.ipv4.tcp_fin_timeout";
+    let host_before = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fin_timeout").unwrap();
+    let hosts = TwoHost::new(Link::Veth).unwrap();
+    hosts.set_sysctl(name, "7").unwrap();
+    assert_eq!(hosts.client.sysctl(name).unwrap(), "7");
+    assert_eq!(hosts.server.sysctl(name).unwrap(), "7");
+    let host_after = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fin_timeout").unwrap();
+    assert_eq!(host_after, host_before);
+    // The snapshot a scenario records, read inside.
+    let inside = hosts.client.run(tcplab::sysctl::snapshot).unwrap();
+    let fin = inside.iter().find(|v| v.name == name).unwrap();
+    assert_eq!(fin.value.as_deref(), Some("7"));
+    // Names outside net.* are refused: they are not per namespace.
+    let err = hosts.client.set_sysctl("kernel.hostname", "x").unwrap_err();
+    assert!(err.to_string().contains("only net.*"), "{err}");
+    // A global net sysctl does not exist inside a namespace: the write cannot reach
+    // the host's.
+    let err = hosts
+        .client
+        .set_sysctl("net.ipv4.tcp_max_orphans", "1")
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+}
