@@ -7,3 +7,4 @@ mod serve;
 mod support;
 mod sysctl;
 mod twohost;
+mod wire;

@@ -11,10 +11,10 @@ use tcplab_core::impair::{tcp_summary, Action, Direction, Rules, WireEvent};
 use crate::support;
 
 /// How long any single step may take before the test fails.
-const STEP: Duration = Duration::from_secs(5);
+pub(crate) const STEP: Duration = Duration::from_secs(5);
 
 /// Names of the links in the host's namespace that look like ours.
-fn host_tcplab_links() -> Vec<String> {
+pub(crate) fn host_tcplab_links() -> Vec<String> {
     let out = std::process::Command::new("ip")
         .args(["-o", "link"])
         .output()
@@ -28,7 +28,7 @@ fn host_tcplab_links() -> Vec<String> {
 
 /// Every process or thread namespace link and open descriptor on this machine that
 /// refers to network namespace `inode`.
-fn holders_of(inode: u64) -> Vec<String> {
+pub(crate) fn holders_of(inode: u64) -> Vec<String> {
     let want = format!("net:[{inode}]");
     let mut found = Vec::new();
     let Ok(procs) = std::fs::read_dir("/proc") else {
@@ -55,7 +55,7 @@ fn holders_of(inode: u64) -> Vec<String> {
 
 /// Checks, after a set is gone, that nothing of it remains.
 #[track_caller]
-fn assert_nothing_left(inodes: &[u64]) {
+pub(crate) fn assert_nothing_left(inodes: &[u64]) {
     assert_eq!(
         host_tcplab_links(),
         Vec::<String>::new(),
@@ -70,12 +70,12 @@ fn assert_nothing_left(inodes: &[u64]) {
     }
 }
 
-fn inodes(hosts: &TwoHost) -> Vec<u64> {
+pub(crate) fn inodes(hosts: &TwoHost) -> Vec<u64> {
     vec![hosts.client.inode().unwrap(), hosts.server.inode().unwrap()]
 }
 
 /// A listener on the server host at `ip`, port chosen by the kernel.
-fn listen(hosts: &TwoHost, ip: IpAddr) -> TcpListener {
+pub(crate) fn listen(hosts: &TwoHost, ip: IpAddr) -> TcpListener {
     hosts
         .server
         .run(move || TcpListener::bind(SocketAddr::new(ip, 0)))
@@ -84,7 +84,7 @@ fn listen(hosts: &TwoHost, ip: IpAddr) -> TcpListener {
 }
 
 /// A connection from the client host.
-fn connect(ns: &Netns, to: SocketAddr) -> TcpStream {
+pub(crate) fn connect(ns: &Netns, to: SocketAddr) -> TcpStream {
     ns.run(move || TcpStream::connect_timeout(&to, STEP))
         .unwrap()
         .unwrap()
@@ -152,6 +152,11 @@ fn echo_over_the_wire_v4_and_v6() {
             .filter(|e| tcp_summary(&e.bytes).is_some() && f(&e.action))
             .count()
     };
+    let noise: Vec<_> = events
+        .iter()
+        .filter(|e| tcp_summary(&e.bytes).is_none())
+        .collect();
+    assert!(noise.is_empty(), "non-TCP packets on the wire: {noise:?}");
     let delayed = count(&|a| matches!(a, Action::Delay { .. }));
     let delivered = count(&|a| *a == Action::Deliver);
     let discarded = count(&|a| *a == Action::Discard);
@@ -166,13 +171,13 @@ fn echo_over_the_wire_v4_and_v6() {
 }
 
 /// include/net/tcp_states.h
-const TCP_ESTABLISHED: u8 = 1;
+pub(crate) const TCP_ESTABLISHED: u8 = 1;
 const TCP_CLOSING: u8 = 11;
 
 use tcplab_core::impair::flags::FIN;
 
 /// The kernel's state of a socket (the first byte of `struct tcp_info`).
-fn tcp_state(s: &TcpStream) -> u8 {
+pub(crate) fn tcp_state(s: &TcpStream) -> u8 {
     use std::os::fd::AsRawFd as _;
     let mut info = [0u8; 256];
     let mut len = info.len() as libc::socklen_t;
@@ -197,7 +202,7 @@ fn tcp_state(s: &TcpStream) -> u8 {
 
 /// Waits until `cond` holds, checking every millisecond, at most [`STEP`].
 #[track_caller]
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + STEP;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -206,7 +211,7 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// A connected pair (client side, server side) between the two hosts over IPv4.
-fn pair(hosts: &TwoHost) -> (TcpStream, TcpStream) {
+pub(crate) fn pair(hosts: &TwoHost) -> (TcpStream, TcpStream) {
     let listener = listen(hosts, SERVER_V4.into());
     let c = connect(&hosts.client, listener.local_addr().unwrap());
     let (s, _) = listener.accept().unwrap();
