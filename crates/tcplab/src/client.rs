@@ -19,7 +19,8 @@ use crate::exit::{self, Failure};
 pub enum CloseStyle {
     /// close() at once: our FIN goes first (active close).
     Fin,
-    /// shutdown(SHUT_WR), read until the server's FIN, then close(): a half-close.
+    /// shutdown(SHUT_WR) right after the last line, read its reply and the server's FIN,
+    /// then close(): a half-close, the server still sends after our FIN.
     Half,
     /// SO_LINGER {on, 0} then close(): an abortive close, RST instead of FIN.
     Rst,
@@ -246,6 +247,9 @@ impl Script {
             match line.trim() {
                 // No reply: the server closes (quit, shutdown) or ignores the line.
                 "quit" | "shutdown" | "" => {}
+                // A half-close does not wait for the last reply: it arrives after our
+                // FIN, which is the point of a half-close.
+                _ if last && self.close == CloseStyle::Half => {}
                 _ if last && self.close == CloseStyle::Unread => {
                     wait_readable(&stream, self.timeout)
                         .map_err(|e| io_failure(&format!("poll {peer}"), e))?;

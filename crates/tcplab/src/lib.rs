@@ -11,8 +11,10 @@
 //! - [`client`]: the line client (`tcplab connect`): interactive or scripted, with a
 //!   chosen close style.
 //! - [`lab`]: experiments run end to end (`tcplab lab`).
+//! - [`watch`]: live TCP state transitions (`tcplab watch`), from [`probe`]s.
 //! - [`exit`]: the documented exit codes and the error type that carries one.
 
+pub mod capture;
 pub mod client;
 pub mod clock;
 pub mod exit;
@@ -20,7 +22,10 @@ pub mod lab;
 pub mod log;
 pub mod netns;
 pub mod probe;
+pub mod replay;
 pub mod server;
 pub mod sysctl;
 pub mod tunwire;
 pub mod twohost;
+pub mod view;
+pub mod watch;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tcplab::{client, exit, lab, server, sysctl};
+use tcplab::{capture, client, exit, lab, replay, server, sysctl, watch};
 
 /// See a TCP connection's whole life, exactly as the Linux kernel lived it.
 #[derive(Debug, Parser)]
@@ -21,6 +21,12 @@ enum Command {
     Connect(client::Args),
     /// Run an experiment end to end and show what happened.
     Lab(lab::Args),
+    /// Capture packets (or read a capture file) and show them like tcpdump -nn.
+    Capture(capture::Args),
+    /// Live TCP state transitions, exact, with TIME_WAIT and SYN_RECV.
+    Watch(watch::Args),
+    /// Timeline and ladder diagram of a pcap/pcapng file, states inferred.
+    Replay(replay::Args),
     /// List the kernel's TCP parameters that shape the scenarios, with what each does.
     Sysctl(sysctl::Args),
 }
@@ -31,6 +37,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => server::main(args),
         Command::Connect(args) => client::main(args),
         Command::Lab(args) => lab::main(args),
+        Command::Capture(args) => capture::main(args),
+        Command::Watch(args) => watch::main(args),
+        Command::Replay(args) => replay::main(args),
         Command::Sysctl(args) => sysctl::main(args),
     };
     exit::report(result)

@@ -357,7 +357,7 @@ async fn converse(stream: &mut TcpStream, peer: SocketAddr, shared: &Shared) -> 
                 return Ok(End::Idle);
             }
         };
-        log.call(peer, format_args!("read({read})"));
+        log.call(peer, format_args!("read() = {read}"));
         if read == 0 {
             log.conn(peer, format_args!("eof{}", unterminated(&session)));
             return Ok(End::Eof);

@@ -1,23 +1,15 @@
 //! Just enough of an IP packet to apply the wire's rules: is it TCP, its ports, sequence
 //! and acknowledgement numbers, flags and payload length.
 //!
-//! This is a minimal, panic-free extractor written for the wire alone: the full decoder
-//! (`tcplab_core::wire`, with options and a repr layer) lives on another branch, and the
-//! wire should switch to it once it is merged. Input is what a TUN device opened with
-//! `IFF_NO_PI` yields: a bare IPv4 or IPv6 packet, no link-layer header.
+//! Input is what a TUN device opened with `IFF_NO_PI` yields: a bare IPv4 or IPv6
+//! packet, no link-layer header, which [`crate::wire::decode`] reads as
+//! `LINKTYPE_RAW`. This module only narrows the decoded packet to what the rules need.
 
-/// TCP flag bits, as in the header's 13th byte (RFC 9293 section 3.1).
+use crate::wire;
+
+/// TCP flag bits (the same values as [`crate::wire::tcp`]).
 pub mod flags {
-    /// No more data from sender.
-    pub const FIN: u8 = 0x01;
-    /// Synchronize sequence numbers.
-    pub const SYN: u8 = 0x02;
-    /// Reset the connection.
-    pub const RST: u8 = 0x04;
-    /// Push function.
-    pub const PSH: u8 = 0x08;
-    /// Acknowledgment field is significant.
-    pub const ACK: u8 = 0x10;
+    pub use crate::wire::tcp::{ACK, FIN, PSH, RST, SYN};
 }
 
 /// The TCP facts of one packet that the wire's rules look at.
@@ -31,16 +23,15 @@ pub struct TcpSummary {
     pub seq: u32,
     /// Acknowledgment number (meaningful when ACK is set).
     pub ack: u32,
-    /// The flag byte (see [`flags`]).
-    pub flags: u8,
-    /// Bytes of payload after the TCP header, as the IP length says (clamped to what
-    /// was captured).
+    /// The flag bits (see [`flags`]).
+    pub flags: u16,
+    /// Bytes of payload after the TCP header, as the IP length says.
     pub payload_len: usize,
 }
 
 impl TcpSummary {
     /// True when every bit of `mask` is set.
-    pub fn has(&self, mask: u8) -> bool {
+    pub fn has(&self, mask: u16) -> bool {
         self.flags & mask == mask
     }
 
@@ -57,64 +48,19 @@ impl TcpSummary {
     }
 }
 
-const PROTO_TCP: u8 = 6;
-
 /// Extracts the TCP summary of a bare IPv4 or IPv6 packet; `None` for anything else
-/// (another protocol, a non-first fragment, a truncated or malformed header).
+/// (another protocol, a later fragment, a truncated or malformed header).
 pub fn tcp_summary(packet: &[u8]) -> Option<TcpSummary> {
-    let (tcp, ip_payload_len) = match packet.first()? >> 4 {
-        4 => ipv4_payload(packet)?,
-        6 => ipv6_payload(packet)?,
-        _ => return None,
-    };
-    let data_offset = usize::from(tcp.get(12)? >> 4) * 4;
-    if data_offset < 20 || tcp.len() < data_offset {
-        return None;
-    }
-    let be16 = |i: usize| u16::from_be_bytes([tcp[i], tcp[i + 1]]);
-    let be32 = |i: usize| u32::from_be_bytes([tcp[i], tcp[i + 1], tcp[i + 2], tcp[i + 3]]);
+    let decoded = wire::decode(wire::LINKTYPE_RAW, packet);
+    let tcp = decoded.tcp?;
     Some(TcpSummary {
-        src_port: be16(0),
-        dst_port: be16(2),
-        seq: be32(4),
-        ack: be32(8),
-        flags: tcp[13],
-        payload_len: ip_payload_len.min(tcp.len()).saturating_sub(data_offset),
+        src_port: tcp.src_port,
+        dst_port: tcp.dst_port,
+        seq: tcp.seq,
+        ack: tcp.ack,
+        flags: tcp.flags,
+        payload_len: decoded.payload_len,
     })
-}
-
-/// The TCP bytes of an IPv4 packet and the IP payload length from the header.
-fn ipv4_payload(p: &[u8]) -> Option<(&[u8], usize)> {
-    let ihl = usize::from(p.first()? & 0x0f) * 4;
-    if ihl < 20 || p.len() < ihl {
-        return None;
-    }
-    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
-    let fragment_offset = u16::from_be_bytes([p[6], p[7]]) & 0x1fff;
-    if p[9] != PROTO_TCP || fragment_offset != 0 || total < ihl {
-        return None;
-    }
-    Some((&p[ihl..], total - ihl))
-}
-
-/// The TCP bytes of an IPv6 packet (after the usual extension headers) and the payload
-/// length left for it.
-fn ipv6_payload(p: &[u8]) -> Option<(&[u8], usize)> {
-    if p.len() < 40 {
-        return None;
-    }
-    let mut payload_len = usize::from(u16::from_be_bytes([p[4], p[5]]));
-    let mut next = p[6];
-    let mut rest = &p[40..];
-    // Hop-by-hop (0), routing (43) and destination options (60) share one layout:
-    // next header, length in 8-octet units not counting the first 8.
-    while matches!(next, 0 | 43 | 60) {
-        let len = (usize::from(*rest.get(1)?) + 1) * 8;
-        next = *rest.first()?;
-        rest = rest.get(len..)?;
-        payload_len = payload_len.checked_sub(len)?;
-    }
-    (next == PROTO_TCP).then_some((rest, payload_len))
 }
 
 #[cfg(test)]
@@ -127,7 +73,7 @@ pub(crate) mod tests {
         dport: u16,
         seq: u32,
         ack: u32,
-        fl: u8,
+        fl: u16,
         payload: &[u8],
     ) -> Vec<u8> {
         let total = 40 + payload.len();
@@ -135,15 +81,15 @@ pub(crate) mod tests {
         p[0] = 0x45;
         p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
         p[8] = 64;
-        p[9] = PROTO_TCP;
+        p[9] = wire::tcp::PROTOCOL;
         p[12..16].copy_from_slice(&[192, 0, 2, 1]);
         p[16..20].copy_from_slice(&[192, 0, 2, 2]);
         p[20..22].copy_from_slice(&sport.to_be_bytes());
         p[22..24].copy_from_slice(&dport.to_be_bytes());
         p[24..28].copy_from_slice(&seq.to_be_bytes());
         p[28..32].copy_from_slice(&ack.to_be_bytes());
-        p[32] = 5 << 4;
-        p[33] = fl;
+        p[32] = (5 << 4) | (fl >> 8) as u8;
+        p[33] = fl as u8;
         p[40..].copy_from_slice(payload);
         p
     }
@@ -163,12 +109,12 @@ pub(crate) mod tests {
         p[0] = 0x60;
         p[4..6].copy_from_slice(&28u16.to_be_bytes());
         p[6] = 0; // hop-by-hop
-        p[40] = PROTO_TCP;
+        p[40] = wire::tcp::PROTOCOL;
         p[41] = 0;
         p[48..50].copy_from_slice(&1u16.to_be_bytes());
         p[50..52].copy_from_slice(&2u16.to_be_bytes());
         p[60] = 5 << 4;
-        p[61] = flags::SYN;
+        p[61] = flags::SYN as u8;
         let s = tcp_summary(&p).unwrap();
         assert_eq!((s.src_port, s.dst_port), (1, 2));
         assert!(s.is_syn_only());

@@ -13,7 +13,7 @@ fn wire(spec: &str) -> Wire {
 }
 
 /// A segment of the test connection going `dir`.
-fn seg(dir: Direction, seq: u32, ack: u32, fl: u8, payload: &[u8]) -> Vec<u8> {
+fn seg(dir: Direction, seq: u32, ack: u32, fl: u16, payload: &[u8]) -> Vec<u8> {
     match dir {
         C2S => v4(CPORT, SPORT, seq, ack, fl, payload),
         S2C => v4(SPORT, CPORT, seq, ack, fl, payload),

@@ -1,10 +1,21 @@
-//! Renderers: text for people (terminal ladder, SVG, HTML, Mermaid) and for programs
-//! (JSON). Each takes finished data and returns text; none does I/O.
+//! Renderers: text for people (terminal ladder, SVG, HTML, Mermaid, tcpdump-style
+//! packet lines and hex dumps) and for programs (JSON). Each takes finished data and
+//! returns text; none does I/O.
 
+mod checksum;
+mod hex;
 pub mod html;
+mod jsonl;
 pub mod ladder;
+pub(crate) mod line;
 pub mod mermaid;
+mod packet;
 pub mod svg;
+
+pub use checksum::{tcp_checksum_status, ChecksumStatus};
+pub use hex::{ascii, hex_and_ascii};
+pub(crate) use packet::{num, Numbers};
+pub use packet::{write_time, Dump, Frame, Renderer, ViewOptions};
 
 use serde::Serialize;
 
@@ -33,3 +44,5 @@ pub fn json(connections: &[Connection]) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod view_tests;

@@ -22,25 +22,16 @@ use crate::event::StateChange;
 use crate::state::TcpState;
 
 mod build;
+mod from_wire;
 mod infer;
 
 pub use build::{build, build_connection};
+pub use from_wire::segments_from_frames;
 pub use infer::infer;
 
-/// TCP header flag bits (RFC 9293 §3.1), as in the header's byte 13.
+/// TCP header flag bits (RFC 9293 §3.1), as [`crate::wire::tcp`] defines them.
 pub mod flags {
-    /// No more data from the sender.
-    pub const FIN: u16 = 0x001;
-    /// Synchronize sequence numbers.
-    pub const SYN: u16 = 0x002;
-    /// Reset the connection.
-    pub const RST: u16 = 0x004;
-    /// Push.
-    pub const PSH: u16 = 0x008;
-    /// The acknowledgment field is significant.
-    pub const ACK: u16 = 0x010;
-    /// The urgent pointer is significant.
-    pub const URG: u16 = 0x020;
+    pub use crate::wire::tcp::{ACK, FIN, PSH, RST, SYN, URG};
 }
 
 /// Which end of the connection.
@@ -354,6 +345,41 @@ impl Connection {
             }
         }
         path
+    }
+
+    /// For each segment that caused state changes, a comment naming them, e.g.
+    /// `client ESTABLISHED → CLOSE_WAIT (rcv FIN / snd ACK)`, keyed by the segment's
+    /// (capture time, raw seq, flags) so the captured frame can be found again (the
+    /// annotated pcapng writes it as the packet's comment).
+    pub fn segment_comments(&self) -> Vec<((u64, u32, u16), String)> {
+        let mut notes: Vec<Vec<String>> = vec![Vec::new(); self.entries.len()];
+        for e in &self.entries {
+            if let Item::State(s) = &e.item {
+                let segment = match &s.cause {
+                    Cause::Received { segment, .. } | Cause::Sent { segment, .. } => *segment,
+                    _ => continue,
+                };
+                let from = s.from.map_or("?", TcpState::name);
+                let mark = if s.inferred { ", inferred" } else { "" };
+                notes[segment].push(format!(
+                    "{} {from} → {} ({}{mark})",
+                    s.role.name(),
+                    s.to,
+                    s.cause.explain()
+                ));
+            }
+        }
+        self.entries
+            .iter()
+            .zip(notes)
+            .filter_map(|(e, notes)| match &e.item {
+                Item::Segment(s) if !notes.is_empty() => Some((
+                    (s.segment.ts_ns, s.segment.seq, s.segment.flags),
+                    notes.join("; "),
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The segments' flags in order, as `S`, `S.`, `.`, `P.`, `F.`, `R`.

@@ -241,3 +241,18 @@ fn the_timeline_round_trips_through_json() {
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value[0]["entries"][0]["type"], "call");
 }
+
+#[test]
+fn segment_comments_name_the_changes_each_segment_caused() {
+    let conn = &build(&echo_segments(), &echo_changes(), &echo_calls())[0];
+    let comments = conn.segment_comments();
+    let fin = echo_segments()[8].clone();
+    let (_, text) = comments
+        .iter()
+        .find(|(key, _)| *key == (fin.ts_ns, fin.seq, fin.flags))
+        .expect("the server's FIN has a comment");
+    assert_eq!(
+        text,
+        "server ESTABLISHED → FIN_WAIT1 (CLOSE / snd FIN); client ESTABLISHED → CLOSE_WAIT (rcv FIN / snd ACK)"
+    );
+}

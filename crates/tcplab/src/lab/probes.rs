@@ -1,41 +1,317 @@
-//! The kernel observers a lab run uses: packet capture on the run's loopback and the
-//! kernel's state events, both filtered on the run's server port.
+//! The kernel observers of one lab run, both filtered on the run's server port:
+//! packet capture on the run's loopback (AF_PACKET, created inside the run's namespace)
+//! and the kernel's state events (tracefs from the root namespace, which sees every
+//! namespace, plus sock_diag polls from inside the run's namespace for what the
+//! tracepoint never reports: TIME_WAIT and the half-open request socket).
 //!
-//! STATUS: capture (`probe::capture`) and tracing (`probe::tracefs`, `probe::sockdiag`)
-//! are being built in their own branches; until they are wired in here, a run records
-//! the socket calls of both sides only, and says so.
+//! Each runs on its own thread from before the client connects until the run has
+//! settled; what cannot be started is named, with the privilege it needs.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use tcplab_core::event::StateChange;
-use tcplab_core::timeline::Segment;
+use tcplab_core::timeline::{self, Segment};
 
 use super::run::Place;
+use crate::clock;
+use crate::probe::capture::Capture;
+use crate::probe::sockdiag::{self, SockDiag};
+use crate::probe::tracefs::{self, Instance};
+use crate::watch::correlate::Correlator;
+
+/// How long the probes keep reading after the run ended, at least: the correlator holds
+/// changes a few ms for lines that complete them, and sock_diag confirms TIME_WAIT.
+const SETTLE: Duration = Duration::from_millis(40);
+/// And at most.
+const SETTLE_LIMIT: Duration = Duration::from_secs(2);
+
+/// What a capture thread brings back: the frames as captured.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// pcap link type of the frames.
+    pub linktype: u32,
+    /// (CLOCK_REALTIME ns as the kernel stamped it, frame bytes)
+    pub frames: Vec<(u64, Vec<u8>)>,
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC during the capture.
+    pub offset_ns: i128,
+    /// Packets the kernel dropped.
+    pub dropped: u64,
+    /// When the capture started (CLOCK_REALTIME ns), for the statistics block.
+    pub start_ns: u64,
+}
+
+impl Captured {
+    /// The TCP segments of the frames, on the monotonic clock.
+    pub fn segments(&self) -> Vec<Segment> {
+        timeline::segments_from_frames(
+            self.linktype,
+            self.frames
+                .iter()
+                .map(|(ts, f)| (self.mono(*ts), f.as_slice())),
+        )
+    }
+
+    /// A frame's realtime stamp on the monotonic clock.
+    pub fn mono(&self, realtime_ns: u64) -> u64 {
+        (i128::from(realtime_ns) - self.offset_ns).max(0) as u64
+    }
+}
+
+/// What the probes saw of one run.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// The capture, when one ran.
+    pub capture: Option<Captured>,
+    /// Segments of the capture, monotonic clock.
+    pub segments: Vec<Segment>,
+    /// Kernel state changes.
+    pub changes: Vec<StateChange>,
+    /// One line per thing that could not be seen.
+    pub missing: Vec<String>,
+}
+
+/// What a tracing thread brings back.
+#[derive(Debug)]
+struct Traced {
+    changes: Vec<StateChange>,
+    lost: u64,
+}
 
 /// Running probes of one lab run.
 #[derive(Debug)]
 pub struct Probes {
+    stop: Arc<AtomicBool>,
+    capture: Option<JoinHandle<anyhow::Result<Captured>>>,
+    trace: Option<JoinHandle<anyhow::Result<Traced>>>,
     missing: Vec<String>,
 }
 
 impl Probes {
-    /// Starts what can be started for traffic on `port` in `place`.
-    pub fn start(_place: &Place, _port: u16) -> Probes {
+    /// Starts what can be started for traffic on `port` in `place`; returns once every
+    /// started probe is armed.
+    pub fn start(place: &Place, port: u16) -> Probes {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut missing = Vec::new();
+        let capture = match start_capture(place, port, Arc::clone(&stop)) {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                missing.push(format!(
+                    "segments: no packet capture ({err:#}); it needs CAP_NET_RAW: run as root \
+                     or `setcap cap_net_raw+ep` the binary"
+                ));
+                None
+            }
+        };
+        let trace = match start_trace(place, port, Arc::clone(&stop)) {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                missing.push(format!(
+                    "kernel states: no tracepoints ({err:#}); they need CAP_SYS_ADMIN (tracefs): \
+                     run as root"
+                ));
+                None
+            }
+        };
         Probes {
-            missing: vec![
-                "segments: packet capture is not wired into lab yet".into(),
-                "kernel states: tracing is not wired into lab yet".into(),
-            ],
+            stop,
+            capture,
+            trace,
+            missing,
         }
     }
 
-    /// Stops the probes and returns what they saw of the connection between `client`
-    /// and `server`, and what could not be seen.
-    pub fn finish(
-        &mut self,
-        _client: SocketAddr,
-        _server: SocketAddr,
-    ) -> (Vec<Segment>, Vec<StateChange>, Vec<String>) {
-        (Vec::new(), Vec::new(), std::mem::take(&mut self.missing))
+    /// Stops the probes once the run has settled; returns the segments and state changes
+    /// they saw, and one line for everything that could not be seen.
+    pub fn finish(&mut self) -> Seen {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut missing = std::mem::take(&mut self.missing);
+        let mut segments = Vec::new();
+        let mut capture = None;
+        if let Some(handle) = self.capture.take() {
+            match handle.join() {
+                Ok(Ok(c)) => {
+                    segments = c.segments();
+                    if c.dropped > 0 {
+                        missing.push(format!(
+                            "segments: the kernel dropped {} packets",
+                            c.dropped
+                        ));
+                    }
+                    capture = Some(c);
+                }
+                Ok(Err(err)) => missing.push(format!("segments: capture failed: {err:#}")),
+                Err(_) => missing.push("segments: the capture thread panicked".into()),
+            }
+        }
+        let mut changes = Vec::new();
+        if let Some(handle) = self.trace.take() {
+            match handle.join() {
+                Ok(Ok(t)) => {
+                    changes = t.changes;
+                    if t.lost > 0 {
+                        missing.push(format!("kernel states: {} trace events were lost", t.lost));
+                    }
+                }
+                Ok(Err(err)) => missing.push(format!("kernel states: tracing failed: {err:#}")),
+                Err(_) => missing.push("kernel states: the tracing thread panicked".into()),
+            }
+        }
+        Seen {
+            capture,
+            segments,
+            changes,
+            missing,
+        }
     }
+}
+
+impl Drop for Probes {
+    fn drop(&mut self) {
+        // Never leave a thread (and its tracefs instance) running.
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Opens a capture on `lo` of `place` for TCP port `port`, on its own thread.
+fn start_capture(
+    place: &Place,
+    port: u16,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<JoinHandle<anyhow::Result<Captured>>> {
+    let words: Vec<String> = ["tcp", "port", &port.to_string()]
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    let expr = tcplab_core::filter::parse(&words)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .context("empty filter")?;
+    let (armed_tx, armed_rx) = mpsc::channel();
+    let handle = place.spawn(move || -> anyhow::Result<Captured> {
+        let mut capture = match Capture::open("lo", Some(&expr)) {
+            Ok(c) => {
+                let _ = armed_tx.send(Ok(()));
+                c
+            }
+            Err(err) => {
+                let message = err.to_string();
+                let _ = armed_tx.send(Err(message.clone()));
+                anyhow::bail!(message);
+            }
+        };
+        let offset_ns = clock::realtime_offset_ns();
+        let start_ns = clock::realtime_ns();
+        let mut frames = Vec::new();
+        let mut block = |capture: &mut Capture| {
+            capture.next_block(Duration::from_millis(5), |p| {
+                frames.push((p.ts_ns, p.data.to_vec()));
+                Ok(())
+            })
+        };
+        let mut stopped_at = None;
+        loop {
+            let n = block(&mut capture)?;
+            if stop.load(Ordering::SeqCst) {
+                let since = *stopped_at.get_or_insert_with(std::time::Instant::now);
+                // A V3 block is handed over on its timer: keep draining until a round
+                // brings nothing and the settle time has passed.
+                if n == 0 && since.elapsed() >= SETTLE || since.elapsed() >= SETTLE_LIMIT {
+                    break;
+                }
+            }
+        }
+        let dropped = capture.stats().map(|s| s.dropped).unwrap_or(0);
+        Ok(Captured {
+            linktype: capture.linktype(),
+            frames,
+            offset_ns,
+            dropped,
+            start_ns,
+        })
+    })?;
+    match armed_rx.recv_timeout(Duration::from_secs(5)) {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(message)) => {
+            let _ = handle.join();
+            anyhow::bail!(message)
+        }
+        Err(_) => anyhow::bail!("the capture did not start within 5 s"),
+    }
+}
+
+/// Starts tracepoints for TCP port `port` (root namespace) and sock_diag polls inside
+/// `place`, on their own thread.
+fn start_trace(
+    place: &Place,
+    port: u16,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<JoinHandle<anyhow::Result<Traced>>> {
+    if std::env::var("TCPLAB_NO_TRACE").as_deref() == Ok("1") {
+        anyhow::bail!("tracing disabled by TCPLAB_NO_TRACE=1");
+    }
+    let instance = Instance::create(&tracefs::Filter { ports: vec![port] })?;
+    let diag = place.run(SockDiag::open)??;
+    let handle = std::thread::spawn(move || trace_loop(instance, diag, port, &stop));
+    Ok(handle)
+}
+
+fn trace_loop(
+    mut instance: Instance,
+    mut diag: SockDiag,
+    port: u16,
+    stop: &AtomicBool,
+) -> anyhow::Result<Traced> {
+    let mut corr = Correlator::new(5_000_000);
+    let mut changes = Vec::new();
+    let mut stopped_at = None;
+    let ours = |s: &sockdiag::DiagSocket| s.local.port() == port || s.remote.port() == port;
+    loop {
+        for line in instance.read_lines(5).context("reading trace_pipe")? {
+            if let Some(ev) = tracefs::parse_line(&line) {
+                corr.on_trace(ev);
+            }
+        }
+        let now = clock::mono_ns();
+        let mini: Vec<_> = diag
+            .dump(sockdiag::MINI_STATES)
+            .context("sock_diag dump")?
+            .into_iter()
+            .filter(ours)
+            .collect();
+        corr.on_mini_poll(now, &mini);
+        changes.extend(corr.release(now).into_iter().map(|r| r.change));
+        if stop.load(Ordering::SeqCst) {
+            let since = *stopped_at.get_or_insert_with(std::time::Instant::now);
+            let settled = !corr.needs_mini_poll() && since.elapsed() >= SETTLE;
+            if settled || since.elapsed() >= SETTLE_LIMIT {
+                break;
+            }
+        }
+    }
+    changes.extend(corr.release_all().into_iter().map(|r| r.change));
+    let lost = corr.lost + instance.lost_events();
+    Ok(Traced { changes, lost })
+}
+
+/// The client's address when the run could not learn it from its socket (a refused
+/// connect): the source of the SYN to `server`.
+pub fn client_from(
+    segments: &[Segment],
+    changes: &[StateChange],
+    server: SocketAddr,
+) -> Option<SocketAddr> {
+    segments
+        .iter()
+        .find(|s| s.dst == server && s.has(timeline::flags::SYN))
+        .map(|s| s.src)
+        .or_else(|| {
+            changes
+                .iter()
+                .find(|c| c.remote == server && c.local.port() != 0)
+                .map(|c| c.local)
+        })
 }

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use tcplab_core::event::StateChange;
 use tcplab_core::timeline::{Call, Role, Segment};
 
-use super::probes::Probes;
+use super::probes::{self, Probes};
 use super::scenario::{Scenario, Target};
 use crate::client::{self, Script, Step};
 use crate::clock;
@@ -42,8 +42,31 @@ impl Place {
         }
     }
 
+    /// Spawns a thread inside this place.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<std::thread::JoinHandle<T>> {
+        match self {
+            Place::Namespace(ns) => {
+                let inner = ns.spawn(f)?;
+                // Flatten: a failure to enter the namespace becomes a panic of the join,
+                // which the caller reports.
+                Ok(std::thread::spawn(move || match inner.join() {
+                    Ok(Ok(value)) => value,
+                    Ok(Err(err)) => panic!("could not enter the namespace: {err}"),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }))
+            }
+            Place::Loopback => Ok(std::thread::spawn(f)),
+        }
+    }
+
     /// Runs `f` on a thread inside this place and returns its result.
-    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> anyhow::Result<T> {
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
         match self {
             Place::Namespace(ns) => Ok(ns.run(f)?),
             Place::Loopback => std::thread::spawn(f)
@@ -66,6 +89,8 @@ pub struct Observed {
     pub segments: Vec<Segment>,
     /// Kernel state changes, if tracing ran.
     pub changes: Vec<StateChange>,
+    /// The frames as captured, for the annotated pcapng.
+    pub capture: Option<probes::Captured>,
     /// What could not be observed, and why (one line each).
     pub missing: Vec<String>,
     /// How the client's script ended: the error it saw, in TCP terms.
@@ -154,7 +179,16 @@ pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
             std::thread::park_timeout(Duration::from_millis(1));
         }
     }
-    let (segments, changes, missing) = probes.finish(client_addr, server_addr);
+    let probes::Seen {
+        capture,
+        segments,
+        changes,
+        missing,
+    } = probes.finish();
+    let client_addr = match client_addr.port() {
+        0 => probes::client_from(&segments, &changes, server_addr).unwrap_or(client_addr),
+        _ => client_addr,
+    };
     let _ = stop_tx.send(());
     if let Some(thread) = server_thread {
         thread
@@ -184,6 +218,7 @@ pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
         calls,
         segments,
         changes,
+        capture,
         missing,
         client_error,
     })

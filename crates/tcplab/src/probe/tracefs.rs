@@ -107,6 +107,19 @@ pub enum TraceEvent {
     },
 }
 
+impl TraceEvent {
+    /// The event's time, CLOCK_MONOTONIC ns (`None` for a loss notice).
+    pub fn ts_ns(&self) -> Option<u64> {
+        match self {
+            TraceEvent::SetState { ts_ns, .. }
+            | TraceEvent::SendReset { ts_ns, .. }
+            | TraceEvent::ReceiveReset { ts_ns, .. }
+            | TraceEvent::Retransmit { ts_ns, .. } => Some(*ts_ns),
+            TraceEvent::Lost { .. } => None,
+        }
+    }
+}
+
 /// Parses one `trace_pipe` line of our events. `None` for anything else (other events,
 /// malformed text): never panics.
 pub fn parse_line(line: &str) -> Option<TraceEvent> {

@@ -121,14 +121,14 @@ fn every_experiment_runs() {
 }
 
 #[test]
-fn half_close_shuts_down_then_reads_the_reply_and_eof() {
+fn half_close_shuts_down_then_still_reads_the_reply_and_eof() {
     let conn = timeline("half-close");
     assert_eq!(
         &calls(&conn, "client")[2..],
         [
             "write(6)",
-            "read() = 18",
             "shutdown(SHUT_WR)",
+            "read() = 18",
             "read() = 0 (EOF)",
             "close()"
         ]
@@ -141,4 +141,226 @@ fn an_unknown_experiment_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("unknown experiment 'no-such-thing' (tcplab lab --list shows them)"));
+}
+
+/// The states of `role`, in order: the first `from`, then every `to`.
+fn path(conn: &Value, role: &str) -> Vec<String> {
+    let mut path = Vec::new();
+    for e in conn["entries"].as_array().unwrap() {
+        if e["type"] == "state" && e["role"] == role {
+            if path.is_empty() {
+                if let Some(from) = e["from"].as_str() {
+                    path.push(from.to_string());
+                }
+            }
+            path.push(e["to"].as_str().unwrap().to_string());
+        }
+    }
+    path
+}
+
+/// tcpdump-style flags of the segments that carry SYN, FIN, RST or data: the pure
+/// ACKs in between depend on the delayed-ACK timer, these do not.
+fn significant_flags(conn: &Value) -> Vec<String> {
+    segments(conn)
+        .into_iter()
+        .filter(|s| {
+            let f = s["segment"]["flags"].as_u64().unwrap();
+            f & 0x7 != 0 || s["segment"]["len"].as_u64().unwrap() > 0
+        })
+        .map(|s| tcpdump_flags(s["segment"]["flags"].as_u64().unwrap()))
+        .collect()
+}
+
+fn segments(conn: &Value) -> Vec<&Value> {
+    conn["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "segment")
+        .collect()
+}
+
+fn tcpdump_flags(f: u64) -> String {
+    let mut s = String::new();
+    for (bit, c) in [(1, 'F'), (2, 'S'), (4, 'R'), (8, 'P')] {
+        if f & bit != 0 {
+            s.push(c);
+        }
+    }
+    if f & 0x10 != 0 {
+        s.push('.');
+    }
+    s
+}
+
+/// Index (in entries) of the first segment matching `test`.
+fn segment_position(conn: &Value, test: impl Fn(&Value) -> bool) -> Option<usize> {
+    conn["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|e| e["type"] == "segment" && test(&e["segment"]))
+}
+
+#[test]
+fn every_experiment_shows_the_kernels_exact_paths_segments_and_causes() {
+    if !support::privileged("every_experiment_shows_the_kernels_exact_paths_segments_and_causes") {
+        return;
+    }
+    const SERVER_ACTIVE: &[&str] = &[
+        "LISTEN",
+        "SYN_RECV",
+        "ESTABLISHED",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+    ];
+    const SERVER_PASSIVE: &[&str] = &[
+        "LISTEN",
+        "SYN_RECV",
+        "ESTABLISHED",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "CLOSED",
+    ];
+    const CLIENT_ACTIVE: &[&str] = &[
+        "CLOSED",
+        "SYN_SENT",
+        "ESTABLISHED",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+    ];
+    const CLIENT_PASSIVE: &[&str] = &[
+        "CLOSED",
+        "SYN_SENT",
+        "ESTABLISHED",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "CLOSED",
+    ];
+    const ABORTED_CLIENT: &[&str] = &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSED"];
+    const ABORTED_SERVER: &[&str] = &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSED"];
+    // (experiment, client path, server path, significant segments)
+    type Case = (
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+    let cases: &[Case] = &[
+        (
+            "echo",
+            CLIENT_PASSIVE,
+            SERVER_ACTIVE,
+            &["S", "S.", "P.", "P.", "P.", "P.", "F.", "F."],
+        ),
+        (
+            "client-close",
+            CLIENT_ACTIVE,
+            SERVER_PASSIVE,
+            &["S", "S.", "P.", "P.", "P.", "F.", "F."],
+        ),
+        (
+            "half-close",
+            CLIENT_ACTIVE,
+            SERVER_PASSIVE,
+            &["S", "S.", "P.", "P.", "F.", "P.", "F."],
+        ),
+        (
+            "abortive-close",
+            ABORTED_CLIENT,
+            ABORTED_SERVER,
+            &["S", "S.", "P.", "P.", "P.", "R."],
+        ),
+        (
+            "refused",
+            &["CLOSED", "SYN_SENT", "CLOSED"],
+            &[],
+            &["S", "R."],
+        ),
+        (
+            "unread-data-reset",
+            ABORTED_CLIENT,
+            ABORTED_SERVER,
+            &["S", "S.", "P.", "P.", "P.", "R."],
+        ),
+    ];
+    for &(name, client, server, flags) in cases {
+        let conn = timeline(name);
+        assert_eq!(path(&conn, "client"), client, "{name}: client path");
+        assert_eq!(path(&conn, "server"), server, "{name}: server path");
+        assert_eq!(significant_flags(&conn), flags, "{name}: segments");
+        // Every change has a cause on the timeline; none is unexplained.
+        for e in conn["entries"].as_array().unwrap() {
+            if e["type"] == "state" {
+                let kind = e["cause"]["kind"].as_str().unwrap();
+                assert!(
+                    ["received", "sent", "call", "timer"].contains(&kind),
+                    "{name}: {e}"
+                );
+                assert_eq!(e["inferred"], false, "{name}: traced, not inferred: {e}");
+            }
+        }
+        // The socket calls in their place.
+        let syn = segment_position(&conn, |s| s["flags"] == 2).expect("a SYN");
+        if !server.is_empty() {
+            assert!(
+                position(&conn, "server", "listen(5)") < syn,
+                "{name}: listen before SYN"
+            );
+            let third = segments(&conn)[2]["segment"]["flags"].as_u64();
+            assert_eq!(
+                third,
+                Some(0x10),
+                "{name}: the third segment is the handshake's ACK"
+            );
+            let third_at = segment_position(&conn, |s| s["flags"] == 0x10).unwrap();
+            assert!(
+                position(&conn, "server", "accept()") > third_at,
+                "{name}: accept after ACK"
+            );
+        }
+        assert!(
+            position(&conn, "client", "connect()") < syn,
+            "{name}: connect before SYN"
+        );
+        // The closer's close() (or shutdown()) comes before the FIN or RST it causes.
+        let end = segment_position(&conn, |s| s["flags"].as_u64().unwrap() & 0x5 != 0).unwrap();
+        let closer = match conn["entries"][end]["from"].as_str().unwrap() {
+            "client" => "client",
+            _ => "server",
+        };
+        let call = if name == "half-close" {
+            "shutdown(SHUT_WR)"
+        } else {
+            "close()"
+        };
+        if name != "refused" {
+            assert!(
+                position(&conn, closer, call) < end,
+                "{name}: {closer} {call} before its FIN/RST"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_html_page_and_svg_are_written() {
+    let dir = std::env::temp_dir().join(format!("tcplab-lab-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = support::RemoveDir(dir.clone());
+    let html = dir.join("echo.html");
+    let svg = dir.join("echo.svg");
+    let out = lab(&[
+        "--html",
+        html.to_str().unwrap(),
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("class=\"states\""));
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 }

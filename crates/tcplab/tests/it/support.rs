@@ -134,3 +134,12 @@ pub fn sockets_on_port(port: u16) -> Vec<(u16, u8)> {
 /// include/net/tcp_states.h
 pub const TCP_CLOSE_WAIT: u8 = 8;
 pub const TCP_LAST_ACK: u8 = 9;
+
+/// Removes a directory (and what is in it) when dropped, also when the test fails.
+pub struct RemoveDir(pub PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

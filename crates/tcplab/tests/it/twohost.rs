@@ -336,7 +336,7 @@ fn hold_syn_gives_a_simultaneous_open() {
 
 /// One dropped segment: direction, its index among its direction's segments, flags,
 /// sequence number relative to that direction's SYN, payload length.
-type Dropped = (Direction, usize, u8, u32, usize);
+type Dropped = (Direction, usize, u16, u32, usize);
 
 /// Twenty lock-step echoes and a close over a lossy wire; the segments the wire lost.
 fn lossy_run(spec: &str) -> Vec<Dropped> {

@@ -1,0 +1,295 @@
+//! IPv4 (RFC 791, options kept as bytes, fragments flagged) and IPv6 (RFC 8200, the
+//! extension header chain walked to the upper-layer protocol).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::{be16, be32, Layer, Short};
+
+/// A decoded IPv4 header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Header<'a> {
+    /// Header length in bytes (IHL × 4).
+    pub header_len: u8,
+    /// Type of service byte (DSCP and ECN).
+    pub tos: u8,
+    /// Total length of header and payload.
+    pub total_len: u16,
+    /// Identification.
+    pub id: u16,
+    /// Reserved ("evil") bit.
+    pub reserved_flag: bool,
+    /// Don't fragment.
+    pub dont_fragment: bool,
+    /// More fragments follow.
+    pub more_fragments: bool,
+    /// Fragment offset in 8-byte units.
+    pub frag_offset: u16,
+    /// Time to live.
+    pub ttl: u8,
+    /// Upper-layer protocol number.
+    pub protocol: u8,
+    /// Header checksum as sent.
+    pub checksum: u16,
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address.
+    pub dst: Ipv4Addr,
+    /// Option bytes (header_len − 20 bytes), undecoded.
+    pub options: &'a [u8],
+}
+
+impl Ipv4Header<'_> {
+    /// True for any fragment: more fragments follow, or this is not the first.
+    pub fn is_fragment(&self) -> bool {
+        self.more_fragments || self.frag_offset != 0
+    }
+}
+
+/// Fragment header of an IPv6 packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Fragment {
+    /// Offset in 8-byte units.
+    pub offset: u16,
+    /// More fragments follow.
+    pub more: bool,
+    /// Identification.
+    pub id: u32,
+}
+
+/// Most extension headers recorded per packet; a longer chain is still walked.
+pub const MAX_EXTENSIONS: usize = 8;
+
+/// A decoded IPv6 header with its extension header chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Header {
+    /// Traffic class (DSCP and ECN).
+    pub traffic_class: u8,
+    /// 20-bit flow label.
+    pub flow_label: u32,
+    /// Payload length (extension headers included).
+    pub payload_len: u16,
+    /// Next header field of the fixed header.
+    pub next_header: u8,
+    /// Hop limit.
+    pub hop_limit: u8,
+    /// Source address.
+    pub src: Ipv6Addr,
+    /// Destination address.
+    pub dst: Ipv6Addr,
+    /// Extension header kinds in order (first `ext_count` entries are valid).
+    pub extensions: [u8; MAX_EXTENSIONS],
+    /// How many entries of `extensions` are valid.
+    pub ext_count: u8,
+    /// Length of fixed header plus extension headers.
+    pub header_len: u16,
+    /// The upper-layer protocol after the chain.
+    pub protocol: u8,
+    /// The fragment header, if there was one.
+    pub fragment: Option<Ipv6Fragment>,
+}
+
+/// IPv4 or IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ip<'a> {
+    /// IPv4.
+    V4(Ipv4Header<'a>),
+    /// IPv6.
+    V6(Ipv6Header),
+}
+
+impl Ip<'_> {
+    /// Source address.
+    pub fn src(&self) -> IpAddr {
+        match self {
+            Ip::V4(h) => IpAddr::V4(h.src),
+            Ip::V6(h) => IpAddr::V6(h.src),
+        }
+    }
+    /// Destination address.
+    pub fn dst(&self) -> IpAddr {
+        match self {
+            Ip::V4(h) => IpAddr::V4(h.dst),
+            Ip::V6(h) => IpAddr::V6(h.dst),
+        }
+    }
+    /// Bytes of IP header before the upper layer (IPv6: extension headers included).
+    pub fn header_len(&self) -> usize {
+        match self {
+            Ip::V4(h) => usize::from(h.header_len),
+            Ip::V6(h) => usize::from(h.header_len),
+        }
+    }
+    /// Bytes of the whole IP packet according to its header.
+    pub fn total_len(&self) -> usize {
+        match self {
+            Ip::V4(h) => usize::from(h.total_len),
+            Ip::V6(h) => 40 + usize::from(h.payload_len),
+        }
+    }
+    /// Upper-layer protocol (`None` when an IPv6 chain ended in "no next header").
+    pub fn protocol(&self) -> Option<u8> {
+        match self {
+            Ip::V4(h) => Some(h.protocol),
+            Ip::V6(h) if h.protocol == 59 => None,
+            Ip::V6(h) => Some(h.protocol),
+        }
+    }
+    /// True for a fragment that does not start at offset 0 (no upper header in it).
+    pub fn is_later_fragment(&self) -> bool {
+        match self {
+            Ip::V4(h) => h.frag_offset != 0,
+            Ip::V6(h) => h.fragment.is_some_and(|f| f.offset != 0),
+        }
+    }
+    /// True for any fragment.
+    pub fn is_fragment(&self) -> bool {
+        match self {
+            Ip::V4(h) => h.is_fragment(),
+            Ip::V6(h) => h.fragment.is_some(),
+        }
+    }
+}
+
+/// Parses an IPv4 header.
+pub fn parse_v4(b: &[u8]) -> Result<Ip<'_>, Short> {
+    let short = |needed| Short {
+        layer: Layer::Ipv4,
+        needed,
+    };
+    let (Some(&vihl), Some(&tos), Some(total_len), Some(id), Some(frag)) =
+        (b.first(), b.get(1), be16(b, 2), be16(b, 4), be16(b, 6))
+    else {
+        return Err(short(20));
+    };
+    let (Some(&ttl), Some(&protocol), Some(checksum), Some(src), Some(dst)) =
+        (b.get(8), b.get(9), be16(b, 10), be32(b, 12), be32(b, 16))
+    else {
+        return Err(short(20));
+    };
+    // A header length below 20 is malformed; read it as 20 so decoding can go on.
+    let header_len = ((vihl & 0x0f) * 4).max(20);
+    let Some(options) = b.get(20..usize::from(header_len)) else {
+        return Err(short(usize::from(header_len)));
+    };
+    Ok(Ip::V4(Ipv4Header {
+        header_len,
+        tos,
+        // A total length shorter than the header is malformed (or TSO): bound it.
+        total_len: total_len.max(u16::from(header_len)),
+        id,
+        reserved_flag: frag & 0x8000 != 0,
+        dont_fragment: frag & 0x4000 != 0,
+        more_fragments: frag & 0x2000 != 0,
+        frag_offset: frag & 0x1fff,
+        ttl,
+        protocol,
+        checksum,
+        src: Ipv4Addr::from(src),
+        dst: Ipv4Addr::from(dst),
+        options,
+    }))
+}
+
+fn addr6(b: &[u8], at: usize) -> Option<Ipv6Addr> {
+    let s: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
+    Some(Ipv6Addr::from(s))
+}
+
+/// Parses an IPv6 header and walks its extension headers.
+pub fn parse_v6(b: &[u8]) -> Result<Ip<'_>, Short> {
+    let (Some(word0), Some(payload_len), Some(&next_header), Some(&hop_limit)) =
+        (be32(b, 0), be16(b, 4), b.get(6), b.get(7))
+    else {
+        return Err(Short {
+            layer: Layer::Ipv6,
+            needed: 40,
+        });
+    };
+    let (Some(src), Some(dst)) = (addr6(b, 8), addr6(b, 24)) else {
+        return Err(Short {
+            layer: Layer::Ipv6,
+            needed: 40,
+        });
+    };
+    let mut h = Ipv6Header {
+        traffic_class: ((word0 >> 20) & 0xff) as u8,
+        flow_label: word0 & 0x000f_ffff,
+        payload_len,
+        next_header,
+        hop_limit,
+        src,
+        dst,
+        extensions: [0; MAX_EXTENSIONS],
+        ext_count: 0,
+        header_len: 40,
+        protocol: next_header,
+        fragment: None,
+    };
+    let mut off = 40usize;
+    let mut next = next_header;
+    // Hop-by-hop, routing, fragment, destination options, AH, mobility, HIP, shim6.
+    // The chain length is bounded by the packet, and each step advances at least 8.
+    while matches!(next, 0 | 43 | 44 | 60 | 51 | 135 | 139 | 140) {
+        let short = Short {
+            layer: Layer::Ipv6Extension,
+            needed: off + 8,
+        };
+        let (Some(&nh), Some(&len)) = (b.get(off), b.get(off + 1)) else {
+            return Err(short);
+        };
+        let ext_len = match next {
+            44 => 8,
+            51 => (usize::from(len) + 2) * 4,
+            _ => (usize::from(len) + 1) * 8,
+        };
+        if b.len() < off + ext_len {
+            return Err(Short {
+                layer: Layer::Ipv6Extension,
+                needed: off + ext_len,
+            });
+        }
+        if next == 44 {
+            let (Some(fo), Some(id)) = (be16(b, off + 2), be32(b, off + 4)) else {
+                return Err(short);
+            };
+            h.fragment = Some(Ipv6Fragment {
+                offset: fo >> 3,
+                more: fo & 1 != 0,
+                id,
+            });
+        }
+        if usize::from(h.ext_count) < MAX_EXTENSIONS {
+            h.extensions[usize::from(h.ext_count)] = next;
+            h.ext_count += 1;
+        }
+        off += ext_len;
+        next = nh;
+        if off > usize::from(u16::MAX) {
+            break;
+        }
+        // A later fragment carries no further headers to walk.
+        if h.fragment.is_some_and(|f| f.offset != 0) {
+            break;
+        }
+    }
+    h.header_len = u16::try_from(off).unwrap_or(u16::MAX);
+    h.protocol = next;
+    Ok(Ip::V6(h))
+}
+
+/// Name of an IPv6 extension header or upper-layer protocol, as tcpdump prints it.
+pub fn protocol_name(p: u8) -> &'static str {
+    match p {
+        0 => "Options",
+        1 => "ICMP",
+        6 => "TCP",
+        17 => "UDP",
+        43 => "Routing",
+        44 => "Frag",
+        51 => "AH",
+        58 => "ICMP6",
+        59 => "NONE",
+        60 => "DSTOPT",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,479 @@
+//! Tests of the correlator, from recorded tracepoint and sock_diag observations.
+
+use super::*;
+
+const C: &str = "127.0.0.1:40000";
+const S: &str = "127.0.0.1:54321";
+const MS: u64 = 1_000_000;
+
+fn a(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn set(ts_ms: u64, local: &str, remote: &str, old: u32, new: u32) -> TraceEvent {
+    TraceEvent::SetState {
+        ts_ns: ts_ms * MS,
+        local: a(local),
+        remote: a(remote),
+        old,
+        new,
+    }
+}
+
+fn tw(local: &str, remote: &str, state: u8, expires_ms: u32) -> DiagSocket {
+    DiagSocket {
+        state,
+        local: a(local),
+        remote: a(remote),
+        cookie: 99,
+        inode: 0,
+        timer: 3,
+        expires_ms,
+    }
+}
+
+/// The sequence of (from, to) released for `local`.
+#[track_caller]
+fn sequence(out: &[Released], local: &str) -> Vec<String> {
+    out.iter()
+        .filter(|r| r.change.local == a(local))
+        .map(|r| {
+            let from = r.change.from.map_or("-".to_string(), |f| f.to_string());
+            format!("{from}>{}", r.change.to)
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_seq(out: &[Released], local: &str, expected: &[&str]) {
+    assert_eq!(sequence(out, local), expected, "sequence of {local}");
+}
+
+mod client_closes_first {
+    use super::*;
+
+    fn run(tw_expires_ms: u32) -> Vec<Released> {
+        let mut k = Correlator::new(2 * MS);
+        for ev in [
+            set(1, "127.0.0.1:0", S, 7, 2),
+            set(2, C, S, 2, 1),
+            set(2, S, C, 10, 3),
+            set(2, S, C, 3, 1),
+            set(10, C, S, 1, 4),
+            set(10, S, C, 1, 8),
+            set(10, C, S, 4, 5),
+            set(10, C, S, 5, 7),
+        ] {
+            k.on_trace(ev);
+        }
+        assert!(k.needs_mini_poll());
+        // The poll at 11 ms finds the timewait socket.
+        k.on_mini_poll(11 * MS, &[tw(C, S, 6, tw_expires_ms)]);
+        k.on_trace(set(210, S, C, 8, 9));
+        k.on_trace(set(210, S, C, 9, 7));
+        k.release(u64::MAX)
+    }
+
+    #[test]
+    fn time_wait_at_the_close_when_the_fin_came_with_it() {
+        let out = run(59_999);
+        assert_seq(
+            &out,
+            C,
+            &[
+                "CLOSED>SYN_SENT",
+                "SYN_SENT>ESTABLISHED",
+                "ESTABLISHED>FIN_WAIT1",
+                "FIN_WAIT1>FIN_WAIT2",
+                "FIN_WAIT2>TIME_WAIT",
+            ],
+        );
+        let last = &out.iter().rfind(|r| r.change.local == a(C)).unwrap().change;
+        assert_eq!(last.ts_ns, 10 * MS);
+        assert_eq!(last.source, Source::Tracepoint);
+        assert!(last
+            .linux
+            .as_deref()
+            .unwrap()
+            .contains("FIN_WAIT2 -> CLOSE"));
+        assert_seq(
+            &out,
+            S,
+            &[
+                "LISTEN>SYN_RECV",
+                "SYN_RECV>ESTABLISHED",
+                "ESTABLISHED>CLOSE_WAIT",
+                "CLOSE_WAIT>LAST_ACK",
+                "LAST_ACK>CLOSED",
+            ],
+        );
+    }
+
+    #[test]
+    fn fin_wait2_mini_socket_then_time_wait_by_poll() {
+        let mut k = Correlator::new(2 * MS);
+        k.on_trace(set(10, C, S, 4, 5));
+        k.on_trace(set(10, C, S, 5, 7));
+        k.on_mini_poll(11 * MS, &[tw(C, S, 5, 59_999)]);
+        // 200 ms later the FIN arrived: TIME_WAIT's timer shows it began at ~210 ms.
+        k.on_mini_poll(230 * MS, &[tw(C, S, 6, 59_980)]);
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &["FIN_WAIT1>FIN_WAIT2", "FIN_WAIT2>TIME_WAIT"]);
+        let c = &out[1].change;
+        assert!(c.poll_resolution);
+        assert_eq!(c.ts_ns, 210 * MS);
+    }
+
+    #[test]
+    fn fin_wait2_mini_socket_dated_by_the_local_peers_fin() {
+        let mut k = Correlator::new(2 * MS);
+        k.on_trace(set(10, C, S, 5, 7));
+        k.on_mini_poll(11 * MS, &[tw(C, S, 5, 59_999)]);
+        k.on_trace(set(210, S, C, 8, 9));
+        assert!(k.needs_mini_poll());
+        k.on_mini_poll(211 * MS, &[tw(C, S, 6, 59_996)]);
+        k.on_trace(set(211, S, C, 9, 7));
+        let out = k.release(u64::MAX);
+        let tw_at = out
+            .iter()
+            .find(|r| r.change.to == TcpState::TimeWait)
+            .unwrap();
+        assert_eq!(tw_at.change.ts_ns, 210 * MS);
+        assert!(!k.needs_mini_poll());
+    }
+
+    #[test]
+    fn found_change_redated_by_the_peer_fin_read_later() {
+        let mut k = Correlator::new(2 * MS);
+        k.on_trace(set(10, C, S, 5, 7));
+        k.on_mini_poll(11 * MS, &[tw(C, S, 5, 59_999)]);
+        // The poll sees TIME_WAIT before we read the peer's LAST_ACK line.
+        k.on_mini_poll(215 * MS, &[tw(C, S, 6, 59_990)]);
+        assert!(k
+            .release(216 * MS)
+            .iter()
+            .all(|r| r.change.to != TcpState::TimeWait));
+        k.on_trace(set(212, S, C, 8, 9));
+        let out = k.release(u64::MAX);
+        let tw_at = out
+            .iter()
+            .find(|r| r.change.to == TcpState::TimeWait)
+            .unwrap();
+        assert_eq!(tw_at.change.ts_ns, 212 * MS);
+    }
+
+    #[test]
+    fn poll_ahead_of_the_trace_lines_reports_time_wait_once() {
+        let mut k = Correlator::new(0);
+        // The poll sees the FIN_WAIT2 mini-socket before we read the CLOSE line.
+        k.on_mini_poll(11 * MS, &[tw(C, S, 5, 59_999)]);
+        k.on_trace(set(10, C, S, 5, 7));
+        k.on_mini_poll(12 * MS, &[tw(C, S, 5, 59_998)]);
+        k.on_trace(set(15, S, C, 8, 9));
+        k.on_mini_poll(16 * MS, &[tw(C, S, 6, 59_999)]);
+        k.on_mini_poll(17 * MS, &[tw(C, S, 6, 59_999)]);
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &["FIN_WAIT2>TIME_WAIT"]);
+        assert_eq!(
+            out.iter()
+                .find(|r| r.change.local == a(C))
+                .unwrap()
+                .change
+                .ts_ns,
+            15 * MS
+        );
+    }
+
+    #[test]
+    fn time_wait_seen_before_its_close_line_waits_for_it() {
+        let mut k = Correlator::new(0);
+        k.on_mini_poll(11 * MS, &[tw(C, S, 6, 59_999)]);
+        k.on_trace(set(10, C, S, 4, 7));
+        k.on_mini_poll(12 * MS, &[tw(C, S, 6, 59_998)]);
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &["FIN_WAIT1>TIME_WAIT"]);
+        assert_eq!(out[0].change.source, Source::Tracepoint);
+    }
+
+    #[test]
+    fn time_wait_then_closed_when_the_mini_socket_goes() {
+        let mut k = Correlator::new(0);
+        k.on_trace(set(10, C, S, 5, 7));
+        k.on_mini_poll(11 * MS, &[tw(C, S, 6, 59_999)]);
+        k.on_mini_poll(60_005 * MS, &[tw(C, S, 6, 5)]);
+        // A dump can skip a socket: gone means missing from three polls in a row.
+        k.on_mini_poll(60_020 * MS, &[]);
+        k.on_mini_poll(60_030 * MS, &[]);
+        k.on_mini_poll(60_040 * MS, &[]);
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &["FIN_WAIT2>TIME_WAIT", "TIME_WAIT>CLOSED"]);
+        assert_eq!(out[1].change.ts_ns, 60_010 * MS);
+        assert_eq!(out[1].in_prev_ns, Some(60_000 * MS));
+    }
+}
+
+mod resets {
+    use super::*;
+
+    #[test]
+    fn refused_connect_gets_port_and_peer_reason() {
+        let mut k = Correlator::new(0);
+        k.on_trace(set(1, "127.0.0.1:0", "127.0.0.1:1", 7, 2));
+        k.on_trace(TraceEvent::SendReset {
+            ts_ns: 2 * MS,
+            local: Some(a("127.0.0.1:1")),
+            remote: Some(a(C)),
+            reason: "NO_SOCKET".into(),
+        });
+        k.on_trace(TraceEvent::ReceiveReset {
+            ts_ns: 2 * MS,
+            local: a(C),
+            remote: a("127.0.0.1:1"),
+            cookie: None,
+        });
+        k.on_trace(set(2, C, "127.0.0.1:1", 2, 7));
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &["CLOSED>SYN_SENT", "SYN_SENT>CLOSED"]);
+        let rst = out[1].change.rst.clone().unwrap();
+        assert_eq!(rst.direction, RstDirection::Received);
+        assert_eq!(rst.reason.as_deref(), Some("NO_SOCKET"));
+        assert_eq!(out[1].in_prev_ns, Some(MS));
+    }
+
+    #[test]
+    fn abort_sent_after_the_close_still_attaches() {
+        let mut k = Correlator::new(2 * MS);
+        k.on_trace(set(5, C, S, 1, 7));
+        k.on_trace(TraceEvent::SendReset {
+            ts_ns: 5 * MS,
+            local: Some(a(C)),
+            remote: Some(a(S)),
+            reason: "TCP_ABORT_ON_CLOSE".into(),
+        });
+        let out = k.release(10 * MS);
+        let rst = out[0].change.rst.clone().unwrap();
+        assert_eq!(rst.direction, RstDirection::Sent);
+        assert_eq!(rst.reason.as_deref(), Some("TCP_ABORT_ON_CLOSE"));
+    }
+
+    #[test]
+    fn rst_to_a_vanished_timewait_socket_shows_time_wait_then_closed() {
+        let mut k = Correlator::new(0);
+        k.on_trace(set(5, C, S, 5, 7));
+        k.on_trace(TraceEvent::SendReset {
+            ts_ns: 7 * MS,
+            local: Some(a(S)),
+            remote: Some(a(C)),
+            reason: "NO_SOCKET".into(),
+        });
+        for ms in 8..11 {
+            k.on_mini_poll(ms * MS, &[]);
+        }
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &["FIN_WAIT2>TIME_WAIT", "TIME_WAIT>CLOSED"]);
+        let rst = out[1].change.rst.clone().unwrap();
+        assert_eq!(
+            (rst.direction, rst.reason.as_deref()),
+            (RstDirection::Received, Some("NO_SOCKET"))
+        );
+        assert_eq!(out[1].change.ts_ns, 7 * MS);
+    }
+
+    #[test]
+    fn listener_rst_explains_a_vanished_timewait_socket() {
+        let mut k = Correlator::new(0);
+        k.on_trace(set(5, C, S, 5, 7));
+        k.on_trace(TraceEvent::SendReset {
+            ts_ns: 7 * MS,
+            local: Some(a(S)),
+            remote: Some(a("0.0.0.0:0")),
+            reason: "TCP_FLAGS".into(),
+        });
+        for ms in 8..11 {
+            k.on_mini_poll(ms * MS, &[]);
+        }
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &["FIN_WAIT2>TIME_WAIT", "TIME_WAIT>CLOSED"]);
+        assert_eq!(
+            out[1].change.rst.as_ref().unwrap().reason.as_deref(),
+            Some("TCP_FLAGS, from the listener")
+        );
+    }
+
+    #[test]
+    fn fin_wait2_close_without_timewait_is_closed() {
+        let mut k = Correlator::new(0);
+        k.on_trace(set(5, C, S, 5, 7));
+        k.on_trace(set(6, S, C, 9, 7));
+        k.on_mini_poll(6 * MS, &[]);
+        k.on_mini_poll(7 * MS, &[]);
+        // Unresolved, the CLOSE holds back what came after it.
+        assert!(k.release(u64::MAX).is_empty());
+        k.on_mini_poll(8 * MS, &[]);
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &["FIN_WAIT2>CLOSED"]);
+    }
+}
+
+mod half_open {
+    use super::*;
+
+    fn req(remote: &str) -> DiagSocket {
+        DiagSocket {
+            state: 3,
+            local: a(S),
+            remote: a(remote),
+            cookie: 5,
+            inode: 0,
+            timer: 1,
+            expires_ms: 900,
+        }
+    }
+
+    #[test]
+    fn request_socket_reported_once_and_child_not_repeated() {
+        let mut k = Correlator::new(0);
+        k.on_mini_poll(MS, &[req(C)]);
+        k.on_trace(set(2, S, C, 10, 3));
+        k.on_trace(set(2, S, C, 3, 1));
+        k.on_mini_poll(3 * MS, &[]);
+        k.on_mini_poll(4 * MS, &[]);
+        let out = k.release(u64::MAX);
+        assert_seq(&out, S, &["LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED"]);
+        assert_eq!(out[0].change.source, Source::Sockdiag);
+    }
+
+    #[test]
+    fn request_socket_stays_reported_once_across_releases() {
+        let mut k = Correlator::new(0);
+        let mut out = Vec::new();
+        for ms in 1..5 {
+            k.on_mini_poll(ms * MS, &[req(C)]);
+            out.extend(k.release(ms * MS));
+        }
+        assert_seq(&out, S, &["LISTEN>SYN_RECV"]);
+        assert_eq!(k.conns()[&(a(S), a(C))].state, TcpState::SynRecv);
+    }
+
+    #[test]
+    fn dropped_request_socket_closes() {
+        let mut k = Correlator::new(0);
+        k.on_mini_poll(MS, &[req(C)]);
+        for ms in 2..5 {
+            k.on_mini_poll(ms * MS, &[]);
+        }
+        let out = k.release(u64::MAX);
+        assert_seq(&out, S, &["LISTEN>SYN_RECV", "SYN_RECV>CLOSED"]);
+    }
+}
+
+mod fallback {
+    use super::*;
+
+    fn full(state: u8, cookie: u64) -> DiagSocket {
+        DiagSocket {
+            state,
+            local: a(C),
+            remote: a(S),
+            cookie,
+            inode: 1,
+            timer: 0,
+            expires_ms: 0,
+        }
+    }
+
+    #[test]
+    fn polls_find_changes_by_cookie() {
+        let mut k = Correlator::new(0);
+        k.on_full_poll(MS, &[full(1, 7)]);
+        k.on_full_poll(2 * MS, &[full(1, 7)]);
+        k.on_full_poll(3 * MS, &[tw(C, S, 6, 100)]);
+        for ms in 4..7 {
+            k.on_full_poll(ms * MS, &[]);
+        }
+        let out = k.release(u64::MAX);
+        // Cookie 7 became cookie 99 in `tw`: a different socket to the poll. Each counts
+        // as gone after three polls without it.
+        assert_seq(
+            &out,
+            C,
+            &[
+                "->ESTABLISHED",
+                "->TIME_WAIT",
+                "ESTABLISHED>CLOSED",
+                "TIME_WAIT>CLOSED",
+            ],
+        );
+        assert!(out.iter().all(|r| r.change.poll_resolution));
+    }
+
+    #[test]
+    fn same_cookie_gives_a_transition() {
+        let mut k = Correlator::new(0);
+        k.on_full_poll(MS, &[full(1, 99)]);
+        k.on_full_poll(2 * MS, &[tw(C, S, 6, 100)]);
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &["->ESTABLISHED", "ESTABLISHED>TIME_WAIT"]);
+    }
+}
+
+#[test]
+fn a_connect_recycling_a_time_wait_tuple_closes_the_old_socket_first() {
+    let mut k = Correlator::new(0);
+    k.on_trace(set(10, C, S, 5, 7));
+    k.on_mini_poll(11 * MS, &[tw(C, S, 6, 59_999)]);
+    k.on_trace(set(2_000, "127.0.0.1:0", S, 7, 2));
+    k.on_trace(set(2_001, C, S, 2, 1));
+    let out = k.release(u64::MAX);
+    assert_seq(
+        &out,
+        C,
+        &[
+            "FIN_WAIT2>TIME_WAIT",
+            "TIME_WAIT>CLOSED",
+            "CLOSED>SYN_SENT",
+            "SYN_SENT>ESTABLISHED",
+        ],
+    );
+    assert!(out[1]
+        .change
+        .linux
+        .as_deref()
+        .unwrap()
+        .contains("tcp_tw_reuse"));
+}
+
+#[test]
+fn hold_window_keeps_recent_changes() {
+    let mut k = Correlator::new(5 * MS);
+    k.on_trace(set(10, C, S, 1, 4));
+    assert!(k.release(14 * MS).is_empty());
+    assert_eq!(k.release(15 * MS).len(), 1);
+}
+
+#[test]
+fn unresolved_syn_sent_waits_for_its_port_without_holding_others() {
+    let mut k = Correlator::new(MS);
+    k.on_trace(set(10, "127.0.0.1:0", S, 7, 2));
+    k.on_trace(set(11, S, "127.0.0.1:1", 1, 8));
+    let out = k.release(2_000 * MS);
+    assert_seq(&out, S, &["ESTABLISHED>CLOSE_WAIT"]);
+    assert!(sequence(&out, "127.0.0.1:0").is_empty());
+    // The SYN was retransmitted after 1 s: the retransmission names the port.
+    k.on_trace(TraceEvent::Retransmit {
+        ts_ns: 1_010 * MS,
+        local: a(C),
+        remote: a(S),
+    });
+    k.on_trace(set(1_011, C, S, 2, 1));
+    let out = k.release(3_000 * MS);
+    assert_seq(&out, C, &["CLOSED>SYN_SENT", "SYN_SENT>ESTABLISHED"]);
+    assert_eq!(out[0].change.ts_ns, 10 * MS);
+}
+
+#[test]
+fn unresolved_syn_sent_leaves_at_exit() {
+    let mut k = Correlator::new(MS);
+    k.on_trace(set(10, "127.0.0.1:0", S, 7, 2));
+    assert_eq!(k.release_all()[0].change.local, a("127.0.0.1:0"));
+}

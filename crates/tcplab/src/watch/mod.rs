@@ -1,0 +1,424 @@
+//! `tcplab watch`: every TCP state transition, exact, with TIME_WAIT and SYN_RECV.
+//!
+//! Tracepoints ([`crate::probe::tracefs`]) give the exact transitions of full sockets;
+//! sock_diag ([`crate::probe::sockdiag`]) gives the snapshot at start, the mini-sockets
+//! the tracepoints cannot see, and the owning processes. [`correlate`] merges both into
+//! RFC state changes; [`render`] prints them. Without the privilege for tracefs, or with
+//! `--no-trace`, sock_diag polling alone runs, and says what that loses.
+//!
+//! Once armed, a line `tcplab watch: armed ...` goes to stderr, so scripts and tests
+//! can wait for it instead of sleeping.
+
+pub mod correlate;
+pub mod render;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tcplab_core::state::TcpState;
+
+use crate::probe::sockdiag::{self, DiagSocket, Owner, Owners, SockDiag};
+use crate::probe::tracefs::{self, Instance, TraceEvent};
+use correlate::{Correlator, Released, Tuple};
+use render::{Stuck, Summary};
+
+/// Arguments of `tcplab watch`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only connections with this local or remote port (repeatable).
+    #[arg(long = "port", short = 'p', value_name = "PORT")]
+    pub ports: Vec<u16>,
+    /// Only connections with this local or remote address (repeatable).
+    #[arg(long = "host", value_name = "ADDR")]
+    pub hosts: Vec<IpAddr>,
+    /// Only transitions from or to this state, e.g. CLOSE_WAIT (repeatable).
+    #[arg(long = "state", value_name = "STATE")]
+    pub states: Vec<TcpState>,
+    /// Only sockets owned by this process (sockets whose owner was never seen, such as
+    /// ones opened and closed between two looks at /proc, are not shown).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// JSON Lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// At exit, print sockets per state, transitions seen and events lost.
+    #[arg(long)]
+    pub summary: bool,
+    /// Report sockets in CLOSE_WAIT, FIN_WAIT2 or SYN_RECV for longer than SECS.
+    #[arg(long, value_name = "SECS")]
+    pub stuck: Option<f64>,
+    /// sock_diag poll interval in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 20)]
+    pub poll_ms: u64,
+    /// Do not use tracefs: poll sock_diag only, as without privileges (for tests; also
+    /// set by TCPLAB_NO_TRACE=1).
+    #[arg(long, hide = true)]
+    pub no_trace: bool,
+}
+
+/// Set by SIGINT/SIGTERM: the loop returns normally, so the instance is removed.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe); sigaction is
+        // given a zeroed, then filled, struct. No SA_RESTART: poll() returns EINTR.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of the tracefs `mono` trace clock.
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn mono_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+/// Which connections the user asked for.
+#[derive(Debug, Clone)]
+struct Filter {
+    ports: Vec<u16>,
+    hosts: Vec<IpAddr>,
+}
+
+impl Filter {
+    fn addr(&self, a: SocketAddr) -> (bool, bool) {
+        let ip = a.ip().to_canonical();
+        (
+            self.ports.contains(&a.port()),
+            self.hosts.iter().any(|h| h.to_canonical() == ip),
+        )
+    }
+
+    fn tuple(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        let (lp, lh) = self.addr(local);
+        let (rp, rh) = self.addr(remote);
+        (self.ports.is_empty() || lp || rp) && (self.hosts.is_empty() || lh || rh)
+    }
+
+    fn trace(&self, ev: &TraceEvent) -> bool {
+        match ev {
+            TraceEvent::SetState { local, remote, .. }
+            | TraceEvent::ReceiveReset { local, remote, .. }
+            | TraceEvent::Retransmit { local, remote, .. } => self.tuple(*local, *remote),
+            TraceEvent::SendReset { local, remote, .. } => match (local, remote) {
+                (Some(l), Some(r)) => self.tuple(*l, *r),
+                _ => false,
+            },
+            TraceEvent::Lost { .. } => true,
+        }
+    }
+
+    fn sockets(&self, all: Vec<DiagSocket>) -> Vec<DiagSocket> {
+        all.into_iter()
+            .filter(|s| self.tuple(s.local, s.remote))
+            .collect()
+    }
+}
+
+/// Everything the loop carries between iterations.
+struct Watch<'a> {
+    args: &'a Args,
+    filter: Filter,
+    diag: SockDiag,
+    owners: Owners,
+    owner_of: HashMap<Tuple, Owner>,
+    corr: Correlator,
+    wall_offset_ns: i128,
+    out: io::BufWriter<io::StdoutLock<'static>>,
+    summary: Summary,
+    stuck_reported: HashSet<Tuple>,
+}
+
+/// Runs `tcplab watch`.
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    install_signal_handlers();
+    let filter = Filter {
+        ports: args.ports.clone(),
+        hosts: args.hosts.clone(),
+    };
+    let diag = SockDiag::open().context("opening netlink sock_diag")?;
+    let forced = args.no_trace || std::env::var("TCPLAB_NO_TRACE").as_deref() == Ok("1");
+    let tracing = if forced {
+        Err(anyhow::anyhow!(
+            "tracing disabled by --no-trace / TCPLAB_NO_TRACE=1"
+        ))
+    } else {
+        Instance::create(&tracefs::Filter {
+            ports: args.ports.clone(),
+        })
+    };
+    // Declared before the loop state: dropped last, after the pipe is closed.
+    let mut instance = match tracing {
+        Ok(inst) => Some(inst),
+        Err(e) => {
+            eprintln!(
+                "tcplab watch: fallback: no tracepoints ({e:#}). Tracing needs CAP_SYS_ADMIN \
+                 and write access to tracefs; to fix, run as root (sudo tcplab watch ...). \
+                 Polling sock_diag every {} ms instead: transient states (SYN_SENT, \
+                 FIN_WAIT1, CLOSING, LAST_ACK) may be missed and times are poll times.",
+                args.poll_ms
+            );
+            None
+        }
+    };
+    let wall_offset_ns = i128::from(clock_ns(libc::CLOCK_REALTIME)) - i128::from(mono_ns());
+    let mut w = Watch {
+        args: &args,
+        filter,
+        diag,
+        owners: Owners::new(Duration::from_millis(50)),
+        owner_of: HashMap::new(),
+        corr: Correlator::new(5_000_000),
+        wall_offset_ns,
+        out: io::BufWriter::new(io::stdout().lock()),
+        summary: Summary::default(),
+        stuck_reported: HashSet::new(),
+    };
+    let snapshot = w.dump(sockdiag::ALL_STATES)?;
+    let now = mono_ns();
+    w.corr.on_snapshot(now, &snapshot);
+    match &instance {
+        Some(inst) => {
+            for stale in &inst.removed_stale {
+                eprintln!("tcplab watch: removed stale tracefs instance {stale}");
+            }
+            eprintln!(
+                "tcplab watch: armed: tracepoints (tracefs instance {})",
+                inst.name()
+            );
+        }
+        None => eprintln!(
+            "tcplab watch: armed: sock_diag polling every {} ms",
+            args.poll_ms
+        ),
+    }
+    let result = w.run(&mut instance);
+    // Whatever happened, report loss and print what is held.
+    let kernel_lost = instance.as_ref().map_or(0, Instance::lost_events);
+    let finish = w.finish(kernel_lost);
+    drop(instance);
+    result.and(finish)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl Watch<'_> {
+    fn dump(&mut self, states: u32) -> anyhow::Result<Vec<DiagSocket>> {
+        let all = self.diag.dump(states).context("sock_diag dump")?;
+        Ok(self.filter.sockets(all))
+    }
+
+    fn run(&mut self, instance: &mut Option<Instance>) -> anyhow::Result<()> {
+        let start = mono_ns();
+        let deadline = self
+            .args
+            .duration
+            .map(|d| start + (d.max(0.0) * 1e9) as u64);
+        let poll_ns = self.args.poll_ms.max(1) * 1_000_000;
+        let mut next_poll = 0;
+        let mut next_slow = start;
+        let mut reported_lost = 0;
+        while !STOP.load(Ordering::SeqCst) {
+            if deadline.is_some_and(|d| mono_ns() >= d) {
+                break;
+            }
+            // The newest event time read in this round: when we lag behind the kernel,
+            // release by it rather than by the clock, or held changes would leave before
+            // the lines that complete them are read.
+            let mut newest_read = None;
+            match instance.as_mut() {
+                Some(inst) => {
+                    for line in inst.read_lines(10).context("reading trace_pipe")? {
+                        if let Some(ev) = tracefs::parse_line(&line) {
+                            newest_read = ev.ts_ns().or(newest_read);
+                            if self.filter.trace(&ev) {
+                                self.corr.on_trace(ev);
+                            }
+                        }
+                    }
+                }
+                None => std::thread::sleep(Duration::from_millis(self.args.poll_ms.clamp(1, 10))),
+            }
+            let now = mono_ns();
+            let release_at = newest_read.map_or(now, |ts| ts.min(now));
+            if instance.is_some() {
+                if self.corr.needs_mini_poll() || now >= next_poll {
+                    let mini = self.dump(sockdiag::MINI_STATES)?;
+                    self.corr.on_mini_poll(now, &mini);
+                    next_poll = now + poll_ns;
+                }
+            } else if now >= next_poll {
+                let all = self.dump(sockdiag::ALL_STATES)?;
+                self.corr.on_full_poll(now, &all);
+                next_poll = now + poll_ns;
+            }
+            let released = self.corr.release(release_at);
+            self.emit(released)?;
+            if now >= next_slow {
+                next_slow = now + 500_000_000;
+                self.check_stuck(now)?;
+                let lost = self.corr.lost + instance.as_ref().map_or(0, Instance::lost_events);
+                if lost > reported_lost {
+                    eprintln!(
+                        "tcplab watch: WARNING: the kernel lost {} trace events (ring buffer \
+                         overrun): some transitions are missing",
+                        lost - reported_lost
+                    );
+                    reported_lost = lost;
+                }
+            }
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Releases everything held, prints the summary if asked, reports loss.
+    fn finish(&mut self, kernel_lost: u64) -> anyhow::Result<()> {
+        let rest = self.corr.release_all();
+        self.emit(rest)?;
+        let lost = self.corr.lost + kernel_lost;
+        if self.args.summary {
+            for s in self.dump(sockdiag::ALL_STATES)? {
+                if let Some(st) = TcpState::from_linux(u32::from(s.state)) {
+                    *self.summary.now.entry(st).or_default() += 1;
+                }
+            }
+            self.summary.lost = lost;
+            let text = if self.args.json {
+                self.summary.json()
+            } else {
+                self.summary.human()
+            };
+            writeln!(self.out, "{text}")?;
+        }
+        self.out.flush()?;
+        if lost > 0 {
+            eprintln!("tcplab watch: WARNING: {lost} trace events were lost in total");
+        }
+        Ok(())
+    }
+
+    /// Finds owners for live sockets not yet known: one dump, then /proc (cached).
+    fn resolve_owners(&mut self, released: &[Released]) -> anyhow::Result<()> {
+        let unknown = released.iter().any(|r| {
+            let t = (r.change.local, r.change.remote);
+            r.change.to != TcpState::Closed && !self.owner_of.contains_key(&t)
+        });
+        if !unknown {
+            return Ok(());
+        }
+        for s in self.dump(sockdiag::ALL_STATES & !sockdiag::MINI_STATES | (1 << 5))? {
+            let t = (s.local, s.remote);
+            if !self.owner_of.contains_key(&t) {
+                if let Some(o) = self.owners.lookup(s.inode) {
+                    self.owner_of.insert(t, o);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&mut self, released: Vec<Released>) -> anyhow::Result<()> {
+        if released.is_empty() {
+            return Ok(());
+        }
+        self.resolve_owners(&released)?;
+        for r in released {
+            let c = &r.change;
+            let t = (c.local, c.remote);
+            let owner = self.owner_of.get(&t).cloned();
+            if c.to == TcpState::Closed {
+                self.owner_of.remove(&t);
+            }
+            let states = &self.args.states;
+            if !states.is_empty()
+                && !states.contains(&c.to)
+                && !c.from.is_some_and(|f| states.contains(&f))
+            {
+                continue;
+            }
+            if let Some(pid) = self.args.pid {
+                if owner.as_ref().map(|o| o.pid) != Some(pid) {
+                    continue;
+                }
+            }
+            if c.from.is_some() {
+                *self.summary.entered.entry(c.to).or_default() += 1;
+            }
+            let line = if self.args.json {
+                render::json(&r, owner.as_ref())
+            } else {
+                render::human(&r, self.wall_offset_ns, owner.as_ref())
+            };
+            writeln!(self.out, "{line}")?;
+        }
+        Ok(())
+    }
+
+    fn check_stuck(&mut self, now: u64) -> anyhow::Result<()> {
+        let Some(limit) = self.args.stuck else {
+            return Ok(());
+        };
+        let limit_ns = (limit.max(0.0) * 1e9) as u64;
+        let mut found = Vec::new();
+        for (t, c) in self.corr.conns() {
+            let watched = matches!(
+                c.state,
+                TcpState::CloseWait | TcpState::FinWait2 | TcpState::SynRecv
+            );
+            let for_ns = now.saturating_sub(c.since_ns);
+            if watched && for_ns > limit_ns && !self.stuck_reported.contains(t) {
+                found.push(Stuck {
+                    local: t.0,
+                    remote: t.1,
+                    state: c.state,
+                    for_ns,
+                    at_least: !c.since_known,
+                    owner: self.owner_of.get(t).cloned(),
+                });
+            }
+        }
+        self.stuck_reported
+            .retain(|t| self.corr.conns().contains_key(t));
+        for s in found {
+            self.stuck_reported.insert((s.local, s.remote));
+            if let Some(pid) = self.args.pid {
+                if s.owner.as_ref().map(|o| o.pid) != Some(pid) {
+                    continue;
+                }
+            }
+            let line = if self.args.json {
+                render::stuck_json(&s)
+            } else {
+                render::stuck_human(&s)
+            };
+            writeln!(self.out, "{line}")?;
+        }
+        Ok(())
+    }
+}
