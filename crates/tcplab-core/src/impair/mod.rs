@@ -100,12 +100,14 @@ pub enum Action {
         #[serde(flatten)]
         reason: DropReason,
     },
-    /// Kept back by a scenario rule; a [`Action::Release`] follows when the rule lets go.
+    /// Kept back by a scenario rule. When the rule lets go, a [`Action::Release`]
+    /// follows, or a [`Action::Delay`] / [`Action::Reorder`] when the packet goes on
+    /// into the delay.
     Hold {
         /// The rule.
         rule: HoldRule,
     },
-    /// A held packet let go, passed on now.
+    /// A held packet let go and passed on now.
     Release,
     /// Kept for `delay=`; an [`Action::Deliver`] follows at `until_ns`.
     Delay {
@@ -126,17 +128,44 @@ pub enum Action {
     Discard,
 }
 
+impl Action {
+    /// True when the packet (or a copy) is handed to the other host at this moment:
+    /// forward, release from a hold, or delivery after a delay. The first event of a
+    /// packet number is always its arrival; a duplicated packet departs twice.
+    pub fn is_departure(&self) -> bool {
+        matches!(self, Action::Forward | Action::Release | Action::Deliver)
+    }
+}
+
 /// One decision of the wire about one packet: what the timeline draws.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireEvent {
     /// When, in ns of CLOCK_MONOTONIC.
     pub ts_ns: u64,
+    /// The packet's number in the order it reached the wire, from 1: every event about
+    /// one packet (and its duplicate) carries the same number, and the first of them
+    /// says what happened on arrival.
+    pub packet: u64,
     /// Which way the packet travels.
     pub dir: Direction,
     /// What happened to it.
     pub action: Action,
     /// The packet (bare IPv4 or IPv6, as read from the TUN device).
     pub bytes: Vec<u8>,
+}
+
+impl WireEvent {
+    /// The TCP segment this decision is about, in the timeline's terms, stamped with
+    /// the decision's time; `None` for a packet that is not TCP.
+    pub fn segment(&self) -> Option<crate::timeline::Segment> {
+        let packet = crate::wire::decode(crate::wire::LINKTYPE_RAW, &self.bytes);
+        crate::timeline::Segment::from_packet(self.ts_ns, &packet)
+    }
+
+    /// True when this decision means the packet never reaches the other host.
+    pub fn is_loss(&self) -> bool {
+        matches!(self.action, Action::Drop { .. } | Action::Discard)
+    }
 }
 
 /// A packet to write now to the device on the far side of `dir`.
@@ -148,13 +177,20 @@ pub struct Transmit {
     pub bytes: Vec<u8>,
 }
 
+/// A packet inside the wire: its number, its direction, its bytes.
+#[derive(Debug, Clone)]
+struct Pkt {
+    id: u64,
+    dir: Direction,
+    bytes: Vec<u8>,
+}
+
 /// A packet waiting in the wire for its time (delay or reorder).
 #[derive(Debug)]
 struct Queued {
     at_ns: u64,
     order: u64,
-    dir: Direction,
-    bytes: Vec<u8>,
+    pkt: Pkt,
     reordered: bool,
 }
 
@@ -164,7 +200,7 @@ struct Holder {
     enabled: bool,
     done: bool,
     seen: [bool; 2],
-    held: [Vec<Vec<u8>>; 2],
+    held: [Vec<Pkt>; 2],
 }
 
 /// What a [`Holder`] says about a packet.
@@ -173,7 +209,7 @@ enum HoldStep {
     Hold,
     DropDuplicate,
     /// The rule is satisfied: release what the other direction holds, then pass this.
-    ReleaseOther(Vec<Vec<u8>>),
+    ReleaseOther(Vec<Pkt>),
 }
 
 impl Holder {
@@ -208,6 +244,7 @@ impl Holder {
 pub struct Wire {
     rules: Rules,
     rng: [SplitMix64; 2],
+    packets: u64,
     segments: [u64; 2],
     fin: Holder,
     syn: Holder,
@@ -240,6 +277,7 @@ impl Wire {
             },
             rules,
             rng,
+            packets: 0,
             segments: [0; 2],
             syn_acks: Vec::new(),
             queue: Vec::new(),
@@ -256,10 +294,15 @@ impl Wire {
 
     /// Takes in one packet read from the device on the `dir` side at `now_ns`.
     pub fn handle(&mut self, now_ns: u64, dir: Direction, bytes: &[u8]) {
+        self.packets += 1;
+        let pkt = Pkt {
+            id: self.packets,
+            dir,
+            bytes: bytes.to_vec(),
+        };
         let Some(tcp) = tcp_summary(bytes) else {
-            // Not TCP (or not parseable): no rule applies, but the wire still has its
-            // length.
-            self.send(now_ns, dir, bytes.to_vec(), Action::Forward, false, false);
+            // Not TCP (or not parseable): no rule applies, only the delay.
+            self.send(now_ns, pkt, Action::Forward, false, false);
             return;
         };
         let d = dir.index();
@@ -285,7 +328,7 @@ impl Wire {
             None
         };
         if let Some(reason) = drop {
-            self.record(now_ns, dir, Action::Drop { reason }, bytes.to_vec());
+            self.record(now_ns, &pkt, Action::Drop { reason });
             return;
         }
 
@@ -297,23 +340,23 @@ impl Wire {
             match holder.step(dir, matches) {
                 HoldStep::Pass => {}
                 HoldStep::Hold => {
-                    holder.held[d].push(bytes.to_vec());
-                    self.record(now_ns, dir, Action::Hold { rule }, bytes.to_vec());
+                    holder.held[d].push(pkt.clone());
+                    self.record(now_ns, &pkt, Action::Hold { rule });
                     return;
                 }
                 HoldStep::DropDuplicate => {
                     let reason = DropReason::HeldDuplicate;
-                    self.record(now_ns, dir, Action::Drop { reason }, bytes.to_vec());
+                    self.record(now_ns, &pkt, Action::Drop { reason });
                     return;
                 }
                 HoldStep::ReleaseOther(held) => {
-                    for packet in held {
-                        self.send(now_ns, dir.reverse(), packet, Action::Release, false, false);
+                    for other in held {
+                        self.send(now_ns, other, Action::Release, false, false);
                     }
                 }
             }
         }
-        self.send(now_ns, dir, bytes.to_vec(), Action::Forward, dup, reorder);
+        self.send(now_ns, pkt, Action::Forward, dup, reorder);
     }
 
     /// The earliest moment a waiting packet is due, if any packet waits.
@@ -333,7 +376,7 @@ impl Wire {
                 .map(|(i, _)| i);
             let Some(i) = due else { break };
             let q = self.queue.remove(i);
-            self.transmit(now_ns, q.dir, q.bytes, Action::Deliver, q.reordered);
+            self.transmit(now_ns, q.pkt, Action::Deliver, q.reordered);
         }
     }
 
@@ -350,16 +393,16 @@ impl Wire {
     /// Ends the run at `now_ns`: whatever is still held or waiting is discarded (and
     /// recorded so), and all decisions are handed over in order.
     pub fn finish(mut self, now_ns: u64) -> Vec<WireEvent> {
-        let mut left: Vec<(Direction, Vec<u8>)> = Vec::new();
+        let mut left: Vec<Pkt> = Vec::new();
         for holder in [&mut self.syn, &mut self.fin] {
-            for dir in [Direction::ClientToServer, Direction::ServerToClient] {
-                left.extend(holder.held[dir.index()].drain(..).map(|b| (dir, b)));
+            for held in &mut holder.held {
+                left.append(held);
             }
         }
         self.queue.sort_by_key(|q| (q.at_ns, q.order));
-        left.extend(self.queue.drain(..).map(|q| (q.dir, q.bytes)));
-        for (dir, bytes) in left {
-            self.record(now_ns, dir, Action::Discard, bytes);
+        left.extend(self.queue.drain(..).map(|q| q.pkt));
+        for pkt in left {
+            self.record(now_ns, &pkt, Action::Discard);
         }
         self.events
     }
@@ -374,68 +417,52 @@ impl Wire {
     }
 
     /// The last stage for a packet that survived the rules: delay, reorder, duplicate.
-    /// `now_action` is what an immediate pass is called (Forward or Release).
-    fn send(
-        &mut self,
-        now_ns: u64,
-        dir: Direction,
-        bytes: Vec<u8>,
-        now_action: Action,
-        dup: bool,
-        reorder: bool,
-    ) {
+    /// `now_action` is what passing on at once is called (Forward or Release).
+    fn send(&mut self, now_ns: u64, pkt: Pkt, now_action: Action, dup: bool, reorder: bool) {
         if dup {
-            self.record(now_ns, dir, Action::Duplicate, bytes.clone());
-            self.send(now_ns, dir, bytes.clone(), now_action, false, false);
+            self.record(now_ns, &pkt, Action::Duplicate);
+            self.send(now_ns, pkt.clone(), now_action, false, false);
         }
         let delay_ns = self.rules.delay_ns;
-        if now_action == Action::Release && (reorder || delay_ns > 0) {
-            // Leaving the hold is its own moment on the timeline, before the delay.
-            self.record(now_ns, dir, Action::Release, bytes.clone());
-        }
         if reorder {
             let until_ns = now_ns + delay_ns + REORDER_WAIT_NS;
-            self.record(now_ns, dir, Action::Reorder { until_ns }, bytes.clone());
-            self.enqueue(until_ns, dir, bytes, true);
+            self.record(now_ns, &pkt, Action::Reorder { until_ns });
+            self.enqueue(until_ns, pkt, true);
         } else if delay_ns > 0 {
             let until_ns = now_ns + delay_ns;
-            self.record(now_ns, dir, Action::Delay { until_ns }, bytes.clone());
-            self.enqueue(until_ns, dir, bytes, false);
+            self.record(now_ns, &pkt, Action::Delay { until_ns });
+            self.enqueue(until_ns, pkt, false);
         } else {
-            self.transmit(now_ns, dir, bytes, now_action, false);
+            self.transmit(now_ns, pkt, now_action, false);
         }
     }
 
-    fn enqueue(&mut self, at_ns: u64, dir: Direction, bytes: Vec<u8>, reordered: bool) {
+    fn enqueue(&mut self, at_ns: u64, pkt: Pkt, reordered: bool) {
         self.order += 1;
         self.queue.push(Queued {
             at_ns,
             order: self.order,
-            dir,
-            bytes,
+            pkt,
             reordered,
         });
     }
 
     /// Writes a packet out now; a packet that is not itself reordered lets the
     /// reordered ones of its direction go right behind it.
-    fn transmit(
-        &mut self,
-        now_ns: u64,
-        dir: Direction,
-        bytes: Vec<u8>,
-        action: Action,
-        reordered: bool,
-    ) {
-        self.record(now_ns, dir, action, bytes.clone());
-        self.out.push_back(Transmit { dir, bytes });
+    fn transmit(&mut self, now_ns: u64, pkt: Pkt, action: Action, reordered: bool) {
+        self.record(now_ns, &pkt, action);
+        let dir = pkt.dir;
+        self.out.push_back(Transmit {
+            dir,
+            bytes: pkt.bytes,
+        });
         if reordered {
             return;
         }
         let mut waiting: Vec<Queued> = Vec::new();
         let mut i = 0;
         while i < self.queue.len() {
-            if self.queue[i].reordered && self.queue[i].dir == dir {
+            if self.queue[i].reordered && self.queue[i].pkt.dir == dir {
                 waiting.push(self.queue.remove(i));
             } else {
                 i += 1;
@@ -443,20 +470,21 @@ impl Wire {
         }
         waiting.sort_by_key(|q| q.order);
         for q in waiting {
-            self.record(now_ns, dir, Action::Deliver, q.bytes.clone());
+            self.record(now_ns, &q.pkt, Action::Deliver);
             self.out.push_back(Transmit {
                 dir,
-                bytes: q.bytes,
+                bytes: q.pkt.bytes,
             });
         }
     }
 
-    fn record(&mut self, ts_ns: u64, dir: Direction, action: Action, bytes: Vec<u8>) {
+    fn record(&mut self, ts_ns: u64, pkt: &Pkt, action: Action) {
         self.events.push(WireEvent {
             ts_ns,
-            dir,
+            packet: pkt.id,
+            dir: pkt.dir,
             action,
-            bytes,
+            bytes: pkt.bytes.clone(),
         });
     }
 }

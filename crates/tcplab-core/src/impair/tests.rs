@@ -53,6 +53,7 @@ fn a_perfect_wire_forwards_everything_at_once() {
         events[0],
         WireEvent {
             ts_ns: 5,
+            packet: 1,
             dir: C2S,
             action: Action::Forward,
             bytes: p
@@ -188,7 +189,7 @@ fn hold_first_fin_releases_both_fins_once_each_direction_has_one() {
 }
 
 #[test]
-fn a_released_segment_is_then_delayed_like_any_other() {
+fn a_released_segment_goes_into_the_delay_like_any_other() {
     let mut w = wire("hold-first-fin delay=10ms");
     w.handle(0, C2S, &seg(C2S, 1, 1, flags::FIN | flags::ACK, b""));
     w.handle(1, S2C, &seg(S2C, 1, 1, flags::FIN | flags::ACK, b""));
@@ -203,7 +204,6 @@ fn a_released_segment_is_then_delayed_like_any_other() {
                     rule: HoldRule::FirstFin
                 }
             ),
-            (C2S, Action::Release),
             (
                 C2S,
                 Action::Delay {
@@ -343,6 +343,7 @@ fn finish_discards_and_records_what_is_still_inside() {
 fn events_serialize_with_a_flat_action_tag() {
     let e = WireEvent {
         ts_ns: 1,
+        packet: 4,
         dir: C2S,
         action: Action::Drop {
             reason: DropReason::Nth { n: 3 },
@@ -352,7 +353,7 @@ fn events_serialize_with_a_flat_action_tag() {
     let json = serde_json::to_string(&e).unwrap();
     assert_eq!(
         json,
-        r#"{"ts_ns":1,"dir":"client_to_server","action":{"action":"drop","reason":"nth","n":3},"bytes":[]}"#
+        r#"{"ts_ns":1,"packet":4,"dir":"client_to_server","action":{"action":"drop","reason":"nth","n":3},"bytes":[]}"#
     );
 }
 
@@ -373,4 +374,47 @@ proptest::proptest! {
         }
         let _ = w.finish(u64::MAX / 2);
     }
+}
+
+#[test]
+fn every_event_of_a_packet_carries_its_number_and_converts_to_a_segment() {
+    let mut w = wire("delay=1ms dup=100%");
+    let p = seg(C2S, 7, 0, flags::SYN, b"");
+    w.handle(0, C2S, &p);
+    w.handle(0, S2C, b"\x45");
+    w.handle_timeout(2_000_000);
+    let events = w.finish(3_000_000);
+    let first: Vec<_> = events
+        .iter()
+        .filter(|e| e.packet == 1)
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        first,
+        vec![
+            Action::Duplicate,
+            Action::Delay {
+                until_ns: 1_000_000
+            },
+            Action::Delay {
+                until_ns: 1_000_000
+            },
+            Action::Deliver,
+            Action::Deliver,
+        ]
+    );
+    let departures = events
+        .iter()
+        .filter(|e| e.packet == 1 && e.action.is_departure())
+        .count();
+    assert_eq!(departures, 2);
+    let segment = events[0].segment().unwrap();
+    assert_eq!(
+        (segment.seq, segment.src.port(), segment.dst.port()),
+        (7, CPORT, SPORT)
+    );
+    assert_eq!(segment.flag_names(), "SYN");
+    let junk = events.iter().find(|e| e.packet == 2).unwrap();
+    assert_eq!(junk.segment(), None);
+    assert!(!junk.is_loss());
 }
