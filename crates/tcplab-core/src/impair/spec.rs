@@ -119,6 +119,15 @@ impl Rules {
     }
 }
 
+impl std::str::FromStr for Rules {
+    type Err = SpecError;
+
+    /// [`Rules::parse`], so `--wire SPEC` can be a clap argument of type `Rules`.
+    fn from_str(spec: &str) -> Result<Rules, SpecError> {
+        Rules::parse(spec)
+    }
+}
+
 impl fmt::Display for Rules {
     /// The canonical spec, which parses back to the same rules.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -229,6 +238,13 @@ mod tests {
         let r = Rules::parse("  ").unwrap();
         assert!(r.is_perfect());
         assert_eq!(r.seed, DEFAULT_SEED);
+    }
+
+    #[test]
+    fn from_str_is_parse() {
+        let r: Rules = "hold-syn seed=3".parse().unwrap();
+        assert_eq!(r, Rules::parse("seed=3 hold-syn").unwrap());
+        assert!("bogus".parse::<Rules>().is_err());
     }
 
     #[test]
