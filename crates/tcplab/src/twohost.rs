@@ -72,9 +72,11 @@ pub struct TwoHost {
 
 impl TwoHost {
     /// Builds the two hosts joined by `link`. Needs CAP_SYS_ADMIN and CAP_NET_ADMIN.
+    /// Without the privileges, the error carries [`crate::exit::PRIVILEGE`] and says how
+    /// to get them.
     pub fn new(link: Link) -> anyhow::Result<TwoHost> {
-        let client = Netns::new().context("creating the client host's network namespace")?;
-        let server = Netns::new().context("creating the server host's network namespace")?;
+        let client = Netns::new().map_err(privilege)?;
+        let server = Netns::new().map_err(privilege)?;
         for ns in [&client, &server] {
             ns.quiet_ipv6()
                 .context("turning off IPv6 autoconfiguration in a host's namespace")?;
@@ -135,6 +137,23 @@ impl TwoHost {
             None => Ok(Vec::new()),
         }
     }
+}
+
+/// The error of a namespace that could not be created: a missing privilege gets its
+/// exit code and the way to fix it.
+fn privilege(e: io::Error) -> anyhow::Error {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        return crate::exit::Failure::new(
+            crate::exit::PRIVILEGE,
+            format!(
+                "creating the two hosts' network namespaces: {e}: needs CAP_SYS_ADMIN and \
+                 CAP_NET_ADMIN; how to fix: 1. run as root (sudo), or 2. sudo setcap \
+                 cap_sys_admin,cap_net_admin,cap_net_raw+ep /path/to/tcplab"
+            ),
+        )
+        .into();
+    }
+    anyhow::Error::new(e).context("creating a host's network namespace")
 }
 
 /// Creates the pair inside the client host with its peer born in the server host, then
@@ -203,4 +222,20 @@ fn point_to_point(
     ])?;
     ns.ip(&["link", "set", dev, "up"])?;
     ns.ip(&["-6", "route", "add", &format!("{peer6}/128"), "dev", dev])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_namespace_is_a_privilege_failure_with_a_fix() {
+        let err = privilege(io::Error::from(io::ErrorKind::PermissionDenied));
+        let failure = err.downcast_ref::<crate::exit::Failure>().unwrap();
+        assert_eq!(failure.code, crate::exit::PRIVILEGE);
+        assert!(failure.message.contains("CAP_SYS_ADMIN"));
+        assert!(failure.message.contains("how to fix"));
+        let other = privilege(io::Error::from(io::ErrorKind::NotFound));
+        assert!(other.downcast_ref::<crate::exit::Failure>().is_none());
+    }
 }
