@@ -23,13 +23,18 @@ pub struct Rules {
     /// segments give the same choices.
     pub seed: u64,
     /// Hold the first FIN until a FIN exists in each direction, then release both:
-    /// a simultaneous close (`hold-first-fin`).
+    /// a simultaneous close (`hold-first-fin`). Segments after the held FIN in its
+    /// direction wait behind it, its retransmissions are dropped; if the other side
+    /// never closes, it stays held until the wire stops.
     pub hold_first_fin: bool,
     /// Hold the first SYN until a SYN exists in each direction, then release both:
-    /// a simultaneous open (`hold-syn`).
+    /// a simultaneous open (`hold-syn`). Only for experiments where both hosts
+    /// connect(): a lone SYN stays held (its retransmissions dropped) until the wire
+    /// stops, and its connect() times out.
     pub hold_syn: bool,
-    /// Lose the client's ACK that completes the handshake, every copy of it, so the
-    /// server's request socket stays in SYN_RECV (`drop-third-ack`).
+    /// Lose the client's ACK that completes the handshake, every copy of it (the
+    /// re-ACKs of retransmitted SYN,ACKs too), so the server's request socket stays in
+    /// SYN_RECV (`drop-third-ack`). A segment carrying data passes and completes it.
     pub drop_third_ack: bool,
     /// Drop the n-th TCP segment (1-based, retransmissions counted) of a direction
     /// (`drop=3`, `drop=c:3`, `drop=s:2`; a bare number means client to server).
