@@ -143,21 +143,7 @@ fn an_unknown_experiment_is_a_clear_error() {
         .contains("unknown experiment 'no-such-thing' (tcplab lab --list shows them)"));
 }
 
-/// The states of `role`, in order: the first `from`, then every `to`.
-fn path(conn: &Value, role: &str) -> Vec<String> {
-    let mut path = Vec::new();
-    for e in conn["entries"].as_array().unwrap() {
-        if e["type"] == "state" && e["role"] == role {
-            if path.is_empty() {
-                if let Some(from) = e["from"].as_str() {
-                    path.push(from.to_string());
-                }
-            }
-            path.push(e["to"].as_str().unwrap().to_string());
-        }
-    }
-    path
-}
+use crate::support::timeline_path as path;
 
 /// tcpdump-style flags of the segments that carry SYN, FIN, RST or data: the pure
 /// ACKs in between depend on the delayed-ACK timer, these do not.
