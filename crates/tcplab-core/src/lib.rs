@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod event;
+pub mod expect;
 pub mod filter;
 pub mod flow;
 pub mod pcap;

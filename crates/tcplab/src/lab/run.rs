@@ -103,6 +103,18 @@ pub struct Observed {
     pub client_error: Option<Failure>,
 }
 
+impl Observed {
+    /// The errno name of the client's error, if it had one.
+    pub fn errno(&self) -> Option<&'static str> {
+        self.client_error.as_ref().map(|f| match f.code {
+            crate::exit::REFUSED => "ECONNREFUSED",
+            crate::exit::RESET => "ECONNRESET",
+            crate::exit::TIMEOUT => "ETIMEDOUT",
+            _ => "EIO",
+        })
+    }
+}
+
 /// Runs `scenario` in `place`.
 pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
     let calls: Arc<Mutex<Vec<Call>>> = Arc::default();

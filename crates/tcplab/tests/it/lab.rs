@@ -378,3 +378,40 @@ fn without_privileges_the_lab_falls_back_and_says_what_is_lost() {
     assert!(text.contains("ESTABLISHED≈"), "{text}");
     assert!(text.contains("≈ seen by polling sock_diag"), "{text}");
 }
+
+#[test]
+fn check_passes_when_the_kernel_does_what_the_rfc_says() {
+    if !support::privileged("check_passes_when_the_kernel_does_what_the_rfc_says") {
+        return;
+    }
+    let out = lab(&["--check-all"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.ends_with("6 passed, 0 failed\n"), "{text}");
+}
+
+#[test]
+fn check_can_fail_and_shows_the_difference() {
+    if !support::privileged("check_can_fail_and_shows_the_difference") {
+        return;
+    }
+    let out = lab(&[
+        "echo",
+        "--check",
+        "--expect-client",
+        "CLOSED,SYN_SENT,ESTABLISHED,FIN_WAIT1,FIN_WAIT2,TIME_WAIT",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("check echo: FAIL: the kernel did something else\n"),
+        "{err}"
+    );
+    assert!(err.contains(
+        "client path:\n  - expected: CLOSED → SYN_SENT → ESTABLISHED → FIN_WAIT1 → FIN_WAIT2 → TIME_WAIT\n  \
+         + seen:     CLOSED → SYN_SENT → ESTABLISHED → CLOSE_WAIT → LAST_ACK → CLOSED\n"
+    ), "{err}");
+    let ok = lab(&["refused", "--check"]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("check refused: pass"));
+}
