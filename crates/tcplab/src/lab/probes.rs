@@ -281,7 +281,7 @@ fn start_trace(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<Traced>>> {
     let mut diag = place.run(SockDiag::open)??;
-    diag.set_ports(&[port]);
+    diag.filter_ports(&[port]);
     let handle = std::thread::spawn(move || trace_loop(instance, diag, port, &stop));
     Ok(handle)
 }
