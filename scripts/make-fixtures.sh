@@ -150,8 +150,9 @@ for f in "$OUT"/*.pcap "$OUT"/*.pcapng; do
     } >"$base.tshark.tsv"
     tcpdump -nn -r "$f" 2>/dev/null >"$base.tcpdump.txt"
     tcpdump -nn -v -r "$f" 2>/dev/null >"$base.tcpdump-v.txt"
-done
-for v in A X XX; do
-    tcpdump -nn "-$v" -r "$OUT/handshake.pcap" 2>/dev/null >"$OUT/handshake.tcpdump-$v.txt"
+    tcpdump -nn -S -r "$f" 2>/dev/null >"$base.tcpdump-S.txt"
+    for v in A X XX; do
+        tcpdump -nn "-$v" -r "$f" 2>/dev/null >"$base.tcpdump-$v.txt"
+    done
 done
 ls -l "$OUT"

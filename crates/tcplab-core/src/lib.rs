@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod event;
+pub mod expect;
 pub mod filter;
 pub mod flow;
 pub mod impair;

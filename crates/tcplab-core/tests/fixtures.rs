@@ -80,6 +80,18 @@ fn default_view_matches_tcpdump_nn_on_every_fixture() {
     }
 }
 
+#[test]
+fn absolute_view_matches_tcpdump_nn_s() {
+    for name in FIXTURES {
+        let theirs = expected(name, "tcpdump-S.txt").replace("unknown-", "opt-");
+        let opts = ViewOptions {
+            absolute: true,
+            ..ViewOptions::default()
+        };
+        assert_lines_eq(name, &render(name, opts), &theirs);
+    }
+}
+
 fn offload_as_ours(line: &str) -> String {
     match line.find("(incorrect -> 0x") {
         Some(at) => format!(
@@ -93,10 +105,9 @@ fn offload_as_ours(line: &str) -> String {
 
 #[test]
 fn verbose_view_matches_tcpdump_v() {
-    // IPv6 extension headers and IPv4 options are printed in less detail than tcpdump
-    // does with -v; the crafted file that has them is left out here.
-    for name in FIXTURES.iter().filter(|n| **n != "crafted.pcap") {
+    for name in FIXTURES {
         let theirs: String = expected(name, "tcpdump-v.txt")
+            .replace("unknown-", "opt-")
             .lines()
             .map(|l| offload_as_ours(l) + "\n")
             .collect();
@@ -110,13 +121,15 @@ fn verbose_view_matches_tcpdump_v() {
 
 #[test]
 fn hex_and_ascii_views_match_tcpdump_byte_for_byte() {
-    for (flag, dump) in [("A", Dump::Ascii), ("X", Dump::Hex), ("XX", Dump::HexLink)] {
-        let theirs = expected("handshake.pcap", &format!("tcpdump-{flag}.txt"));
-        let opts = ViewOptions {
-            dump,
-            ..ViewOptions::default()
-        };
-        assert_eq!(render("handshake.pcap", opts), theirs, "-{flag}");
+    for name in FIXTURES {
+        for (flag, dump) in [("A", Dump::Ascii), ("X", Dump::Hex), ("XX", Dump::HexLink)] {
+            let theirs = expected(name, &format!("tcpdump-{flag}.txt")).replace("unknown-", "opt-");
+            let opts = ViewOptions {
+                dump,
+                ..ViewOptions::default()
+            };
+            assert_lines_eq(&format!("{name} -{flag}"), &render(name, opts), &theirs);
+        }
     }
 }
 

@@ -110,6 +110,9 @@ pub struct Script {
     pub banner_lines: usize,
     /// Longest wait for any one thing.
     pub timeout: Duration,
+    /// A pause after connecting, after each reply and before closing, so that a slow
+    /// observer (sock_diag polling) sees every state; zero for none.
+    pub pace: Duration,
 }
 
 /// Why a scripted session failed, in TCP terms.
@@ -229,6 +232,11 @@ impl Script {
             timeout: self.timeout,
             buf: Vec::new(),
         };
+        let pause = || {
+            if !self.pace.is_zero() {
+                std::thread::sleep(self.pace);
+            }
+        };
         if !reader.lines(self.banner_lines, observe)? {
             return Err(Failure::new(
                 exit::FAILURE,
@@ -236,6 +244,7 @@ impl Script {
             ));
         }
         let mut peer_closed = false;
+        pause();
         for (i, line) in self.lines.iter().enumerate() {
             let last = i + 1 == self.lines.len();
             let mut bytes = line.as_bytes().to_vec();
@@ -262,6 +271,7 @@ impl Script {
                 }
             }
         }
+        pause();
         match self.close {
             CloseStyle::Fin => {}
             CloseStyle::Half => {
@@ -325,6 +335,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         crlf: args.crlf,
         banner_lines: args.banner_lines,
         timeout,
+        pace: Duration::ZERO,
     };
     let start = Instant::now();
     let mut stdout = io::stdout().lock();

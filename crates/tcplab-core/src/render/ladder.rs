@@ -153,10 +153,13 @@ fn state_text(s: &StateEntry) -> (String, String) {
     if let Some(reason) = &s.rst_reason {
         let _ = write!(cause, " ({reason})");
     }
-    if s.from.is_none() {
+    if s.from.is_none() && !s.poll_resolution {
         cause = "already open when observation began".into();
     }
-    if s.from.is_some_and(|f| !crate::state::is_legal(f, s.to)) {
+    if s.poll_resolution && s.from.is_some_and(|f| !crate::state::is_legal(f, s.to)) {
+        // Polls see states, not transitions: the ones in between were too short.
+        cause = "states in between were too short for the polls".into();
+    } else if s.from.is_some_and(|f| !crate::state::is_legal(f, s.to)) {
         cause = format!(
             "ILLEGAL {} → {}: {cause}",
             s.from.map_or("?", TcpState::name),

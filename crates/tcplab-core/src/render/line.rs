@@ -136,7 +136,7 @@ pub(crate) fn write(
     let is_tcp = ip.protocol() == Some(tcp::PROTOCOL) && !ip.is_later_fragment();
     match (pkt.tcp.as_ref(), numbers) {
         (Some(t), Some(n)) => {
-            endpoints(ip, Some((t.src_port, t.dst_port)), out);
+            endpoints(pkt, ip, Some((t.src_port, t.dst_port)), opts.verbose, out);
             tcp_line(pkt, t, n, opts, out);
         }
         _ if is_tcp => {
@@ -148,7 +148,7 @@ pub(crate) fn write(
                     u16::from_be_bytes([p[2], p[3]]),
                 ))
             });
-            endpoints(ip, ports, out);
+            endpoints(pkt, ip, ports, opts.verbose, out);
             out.extend_from_slice(b" [|tcp]");
         }
         _ => other_l4(pkt, ip, out),
@@ -156,14 +156,25 @@ pub(crate) fn write(
 }
 
 /// `src.port > dst.port: ` (with IPv6 extension header names between, as tcpdump).
-fn endpoints(ip: &Ip<'_>, ports: Option<(u16, u16)>, out: &mut Vec<u8>) {
+fn endpoints(
+    pkt: &Packet<'_>,
+    ip: &Ip<'_>,
+    ports: Option<(u16, u16)>,
+    verbose: bool,
+    out: &mut Vec<u8>,
+) {
     if let (Ip::V6(h), Some((sp, dp))) = (ip, ports) {
         if h.ext_count > 0 {
             addr(out, ip.src());
             out.extend_from_slice(b" > ");
             addr(out, ip.dst());
             out.extend_from_slice(b": ");
-            for &e in h.extensions.iter().take(usize::from(h.ext_count)) {
+            for (i, &e) in h
+                .extensions
+                .iter()
+                .take(usize::from(h.ext_count))
+                .enumerate()
+            {
                 out.extend_from_slice(match e {
                     0 => b"HBH ".as_slice(),
                     60 => b"DSTOPT ",
@@ -172,6 +183,12 @@ fn endpoints(ip: &Ip<'_>, ports: Option<(u16, u16)>, out: &mut Vec<u8>) {
                     51 => b"AH ",
                     _ => b"ext ",
                 });
+                // With -v tcpdump lists the hop-by-hop options (the first header only
+                // is decoded here).
+                if verbose && i == 0 && e == 0 {
+                    let at = pkt.net_offset.unwrap_or(0) + 40;
+                    hbh_options(pkt.frame.get(at..).unwrap_or(&[]), out);
+                }
             }
             num(out, sp);
             out.extend_from_slice(b" > ");
@@ -209,20 +226,23 @@ fn ipv4_verbose(h: &crate::wire::Ipv4Header<'_>, out: &mut Vec<u8>) {
         h.id,
         u32::from(h.frag_offset) * 8
     );
-    let mut names: Vec<&str> = Vec::new();
-    if h.more_fragments {
-        names.push("+");
+    // tcpdump's order and separator for the fragment flags.
+    let start = out.len();
+    for (set, name) in [
+        (h.more_fragments, &b"+"[..]),
+        (h.dont_fragment, b"DF"),
+        (h.reserved_flag, b"rsvd"),
+    ] {
+        if set {
+            if out.len() > start {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(name);
+        }
     }
-    if h.dont_fragment {
-        names.push("DF");
+    if out.len() == start {
+        out.extend_from_slice(b"none");
     }
-    if h.reserved_flag {
-        names.push("rsvd");
-    }
-    if names.is_empty() {
-        names.push("none");
-    }
-    out.extend_from_slice(names.join(", ").as_bytes());
     let _ = write!(
         out,
         "], proto {} ({}), length {}",
@@ -231,9 +251,48 @@ fn ipv4_verbose(h: &crate::wire::Ipv4Header<'_>, out: &mut Vec<u8>) {
         h.total_len
     );
     if !h.options.is_empty() {
-        let _ = write!(out, ", options ({} bytes)", h.options.len());
+        out.extend_from_slice(b", options (");
+        ipv4_options(h.options, out);
+        out.push(b')');
     }
     out.push(b')');
+}
+
+/// IPv4 option names as tcpdump prints them (values of RR, TS and source routes are
+/// not decoded: only their names).
+fn ipv4_options(opts: &[u8], out: &mut Vec<u8>) {
+    let mut at = 0;
+    let mut first = true;
+    while let Some(&kind) = opts.get(at) {
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        let name: &[u8] = match kind {
+            0 => b"EOL",
+            1 => b"NOP",
+            7 => b"RR",
+            68 => b"timestamp",
+            130 => b"security",
+            131 => b"LSRR",
+            137 => b"SSRR",
+            148 => b"RA",
+            _ => b"",
+        };
+        if name.is_empty() {
+            let _ = write!(out, "unknown {kind}");
+        } else {
+            out.extend_from_slice(name);
+        }
+        if kind == 0 {
+            break;
+        }
+        at += match (kind, opts.get(at + 1)) {
+            (1, _) => 1,
+            (_, Some(&len)) if len >= 2 => usize::from(len),
+            _ => break,
+        };
+    }
 }
 
 fn other_l4(pkt: &Packet<'_>, ip: &Ip<'_>, out: &mut Vec<u8>) {
@@ -413,4 +472,31 @@ fn option_name(kind: u8) -> &'static str {
         34 => "tfo",
         _ => "opt",
     }
+}
+
+/// Hop-by-hop options after the 2-byte header, as tcpdump's `-v` prints them.
+fn hbh_options(ext: &[u8], out: &mut Vec<u8>) {
+    let len = ext.get(1).map_or(0, |&l| (usize::from(l) + 1) * 8);
+    let opts = ext.get(2..len).unwrap_or(&[]);
+    let mut at = 0;
+    while let Some(&kind) = opts.get(at) {
+        if kind == 0 {
+            out.extend_from_slice(b"(pad1)");
+            at += 1;
+            continue;
+        }
+        let Some(&olen) = opts.get(at + 1) else { break };
+        let data = opts.get(at + 2..at + 2 + usize::from(olen)).unwrap_or(&[]);
+        match kind {
+            1 => out.extend_from_slice(b"(padn)"),
+            5 if data.len() == 2 => {
+                let _ = write!(out, "(rtalert: 0x{:02x}{:02x}) ", data[0], data[1]);
+            }
+            _ => {
+                let _ = write!(out, "(opt_type 0x{kind:02x}: len={olen})");
+            }
+        }
+        at += 2 + usize::from(olen);
+    }
+    out.push(b' ');
 }

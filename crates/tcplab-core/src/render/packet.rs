@@ -117,10 +117,21 @@ impl Renderer {
             out.extend_from_slice(b"\n    comment: ");
             out.extend(comment.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
         }
+        // When the capture ends inside the TCP options, tcpdump's printer bails out
+        // (longjmp) and it dumps the whole frame, link header included; for the other
+        // cut headers its printers return normally and the dump starts at IP.
+        let header_cut = pkt
+            .truncated
+            .is_some_and(|t| t.layer == wire::Layer::TcpOptions);
+        let from_net = if header_cut {
+            frame.data
+        } else {
+            pkt.network_bytes()
+        };
         match self.opts.dump {
             Dump::None => {}
-            Dump::Ascii => ascii(pkt.network_bytes(), out),
-            Dump::Hex => hex_and_ascii(pkt.network_bytes(), out),
+            Dump::Ascii => ascii(from_net, out),
+            Dump::Hex => hex_and_ascii(from_net, out),
             Dump::HexLink => hex_and_ascii(frame.data, out),
         }
         out.push(b'\n');

@@ -7,6 +7,7 @@ use super::{
     flags, Call, CallEntry, Cause, Connection, Entry, Item, Role, Segment, SegmentEntry, StateEntry,
 };
 use crate::event::{RstDirection, StateChange};
+use crate::flow::{Endpoint, FlowKey, SegmentNumbers, WiresharkSeq};
 use crate::state::{self, TcpState};
 
 /// Segments of one connection, with the roles decided.
@@ -76,9 +77,8 @@ pub(super) fn seq_ge(a: u32, b: u32) -> bool {
 }
 
 /// Turns one conversation's segments into timeline entries: relative numbers by
-/// Wireshark's rules (base = ISN at the SYN; else seq − 1 of the first segment; a
-/// direction without one takes ack − 1 of the other's first ACK) and retransmission
-/// marks (sequence space sent before, or a repeated SYN/FIN).
+/// Wireshark's rules ([`WiresharkSeq`]) and retransmission marks (sequence space sent
+/// before, or a repeated SYN/FIN).
 pub(super) fn segment_entries(conv: &Conversation) -> Vec<Entry> {
     let role_of = |a: SocketAddr| {
         if a == conv.client {
@@ -87,21 +87,13 @@ pub(super) fn segment_entries(conv: &Conversation) -> Vec<Entry> {
             Role::Server
         }
     };
-    let mut base: [Option<u32>; 2] = [None, None];
     let idx = |r: Role| usize::from(r == Role::Server);
-    for s in &conv.segments {
-        let me = idx(role_of(s.src));
-        if base[me].is_none() {
-            base[me] = Some(if s.has(flags::SYN) {
-                s.seq
-            } else {
-                s.seq.wrapping_sub(1)
-            });
-        }
-        if base[1 - me].is_none() && s.has(flags::ACK) {
-            base[1 - me] = Some(s.ack.wrapping_sub(1));
-        }
-    }
+    // The same relative numbers as `capture --json` and Wireshark show.
+    let mut relative = WiresharkSeq::default();
+    let endpoint = |a: SocketAddr| Endpoint {
+        addr: a.ip(),
+        port: a.port(),
+    };
     let mut next: [Option<u32>; 2] = [None, None];
     conv.segments
         .iter()
@@ -114,16 +106,22 @@ pub(super) fn segment_entries(conv: &Conversation) -> Vec<Entry> {
             if next[me].is_none_or(|n| seq_ge(end, n)) {
                 next[me] = Some(end);
             }
+            let (key, dir) = FlowKey::new(endpoint(s.src), endpoint(s.dst));
+            let rel = relative.observe(
+                key,
+                dir,
+                SegmentNumbers {
+                    flags: s.flags,
+                    seq: s.seq,
+                    ack: s.ack,
+                },
+            );
             Entry {
                 ts_ns: s.ts_ns,
                 item: Item::Segment(SegmentEntry {
                     from,
-                    rel_seq: s.seq.wrapping_sub(base[me].unwrap_or(s.seq)),
-                    rel_ack: if s.has(flags::ACK) {
-                        s.ack.wrapping_sub(base[1 - me].unwrap_or(s.ack))
-                    } else {
-                        0
-                    },
+                    rel_seq: rel.seq,
+                    rel_ack: rel.ack,
                     segment: s.clone(),
                     retransmission,
                     lost: false,
@@ -355,58 +353,67 @@ fn build_one(conv: &Conversation, changes: &[StateChange], calls: &[Call]) -> Co
                 .max_by_key(|(_, c)| c.ts_ns)
                 .map(|(i, _)| call_base + i)
         };
-        let (cause, anchor) = match expect(change) {
-            Expect::Rcv(explain, test) => match nearest(role.peer(), test) {
-                Some(i) => (
-                    Cause::Received {
-                        segment: i,
-                        explain: explain.into(),
-                    },
-                    Anchor::After(i),
-                ),
-                None => (
-                    Cause::Unknown {
-                        explain: format!("{explain} (segment not captured)"),
-                    },
-                    Anchor::Time,
-                ),
-            },
-            Expect::Snd(explain, test, names) => match nearest(role, test) {
-                Some(i) => (
-                    Cause::Sent {
-                        segment: i,
-                        explain: explain.into(),
-                        call: call_before(names),
-                    },
-                    Anchor::Before(i),
-                ),
-                None => (
-                    Cause::Unknown {
-                        explain: format!("{explain} (segment not captured)"),
-                    },
-                    Anchor::Time,
-                ),
-            },
-            Expect::Timer(explain) => (
-                Cause::Timer {
-                    explain: explain.into(),
+        let (cause, anchor) = match (change.from, expect(change)) {
+            // A socket first found by a poll: it changed at some time since the last one.
+            (None, _) => (
+                Cause::Unknown {
+                    explain: "first seen by a sock_diag poll".into(),
                 },
                 Anchor::Time,
             ),
-            Expect::CallOnly(names) => match call_before(names) {
-                Some(call) => (
-                    Cause::Call {
-                        call,
-                        explain: change.explain(),
+            (_, expected) => match expected {
+                Expect::Rcv(explain, test) => match nearest(role.peer(), test) {
+                    Some(i) => (
+                        Cause::Received {
+                            segment: i,
+                            explain: explain.into(),
+                        },
+                        Anchor::After(i),
+                    ),
+                    None => (
+                        Cause::Unknown {
+                            explain: format!("{explain} (segment not captured)"),
+                        },
+                        Anchor::Time,
+                    ),
+                },
+                Expect::Snd(explain, test, names) => match nearest(role, test) {
+                    Some(i) => (
+                        Cause::Sent {
+                            segment: i,
+                            explain: explain.into(),
+                            call: call_before(names),
+                        },
+                        Anchor::Before(i),
+                    ),
+                    None => (
+                        Cause::Unknown {
+                            explain: format!("{explain} (segment not captured)"),
+                        },
+                        Anchor::Time,
+                    ),
+                },
+                Expect::Timer(explain) => (
+                    Cause::Timer {
+                        explain: explain.into(),
                     },
                     Anchor::Time,
                 ),
-                None => (
-                    Cause::Unknown {
-                        explain: change.explain(),
-                    },
-                    Anchor::Time,
-                ),
+                Expect::CallOnly(names) => match call_before(names) {
+                    Some(call) => (
+                        Cause::Call {
+                            call,
+                            explain: change.explain(),
+                        },
+                        Anchor::Time,
+                    ),
+                    None => (
+                        Cause::Unknown {
+                            explain: change.explain(),
+                        },
+                        Anchor::Time,
+                    ),
+                },
             },
         };
         let linux = change.linux.clone().or_else(|| {

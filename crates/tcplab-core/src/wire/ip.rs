@@ -150,75 +150,173 @@ impl Ip<'_> {
     }
 }
 
+/// Zero-copy view of an IPv4 header: [`Ipv4View::new_checked`] proves the fixed 20
+/// bytes are there, so the accessors index an array and cannot panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4View<'a> {
+    fixed: &'a [u8; 20],
+    rest: &'a [u8],
+}
+
+impl<'a> Ipv4View<'a> {
+    /// A view of `b`, if it holds the fixed header.
+    pub fn new_checked(b: &'a [u8]) -> Result<Self, Short> {
+        match b.split_first_chunk::<20>() {
+            Some((fixed, rest)) => Ok(Ipv4View { fixed, rest }),
+            None => Err(Short {
+                layer: Layer::Ipv4,
+                needed: 20,
+            }),
+        }
+    }
+    /// Header length in bytes as sent (IHL × 4; may be below 20 when malformed).
+    pub fn header_len(&self) -> u8 {
+        (self.fixed[0] & 0x0f) * 4
+    }
+    /// Type of service.
+    pub fn tos(&self) -> u8 {
+        self.fixed[1]
+    }
+    /// Total length.
+    pub fn total_len(&self) -> u16 {
+        u16::from_be_bytes([self.fixed[2], self.fixed[3]])
+    }
+    /// Identification.
+    pub fn id(&self) -> u16 {
+        u16::from_be_bytes([self.fixed[4], self.fixed[5]])
+    }
+    /// Flags (top 3 bits) and fragment offset (low 13 bits).
+    pub fn flags_frag(&self) -> u16 {
+        u16::from_be_bytes([self.fixed[6], self.fixed[7]])
+    }
+    /// Time to live.
+    pub fn ttl(&self) -> u8 {
+        self.fixed[8]
+    }
+    /// Upper-layer protocol.
+    pub fn protocol(&self) -> u8 {
+        self.fixed[9]
+    }
+    /// Header checksum.
+    pub fn checksum(&self) -> u16 {
+        u16::from_be_bytes([self.fixed[10], self.fixed[11]])
+    }
+    /// Source address.
+    pub fn src(&self) -> Ipv4Addr {
+        let f = self.fixed;
+        Ipv4Addr::new(f[12], f[13], f[14], f[15])
+    }
+    /// Destination address.
+    pub fn dst(&self) -> Ipv4Addr {
+        let f = self.fixed;
+        Ipv4Addr::new(f[16], f[17], f[18], f[19])
+    }
+    /// Option bytes, if all captured.
+    pub fn options(&self) -> Option<&'a [u8]> {
+        self.rest
+            .get(..usize::from(self.header_len()).saturating_sub(20))
+    }
+}
+
 /// Parses an IPv4 header.
 pub fn parse_v4(b: &[u8]) -> Result<Ip<'_>, Short> {
-    let short = |needed| Short {
-        layer: Layer::Ipv4,
-        needed,
-    };
-    let (Some(&vihl), Some(&tos), Some(total_len), Some(id), Some(frag)) =
-        (b.first(), b.get(1), be16(b, 2), be16(b, 4), be16(b, 6))
-    else {
-        return Err(short(20));
-    };
-    let (Some(&ttl), Some(&protocol), Some(checksum), Some(src), Some(dst)) =
-        (b.get(8), b.get(9), be16(b, 10), be32(b, 12), be32(b, 16))
-    else {
-        return Err(short(20));
-    };
+    let v = Ipv4View::new_checked(b)?;
     // A header length below 20 is malformed; read it as 20 so decoding can go on.
-    let header_len = ((vihl & 0x0f) * 4).max(20);
-    let Some(options) = b.get(20..usize::from(header_len)) else {
-        return Err(short(usize::from(header_len)));
+    let header_len = v.header_len().max(20);
+    let Some(options) = v.options() else {
+        return Err(Short {
+            layer: Layer::Ipv4,
+            needed: usize::from(header_len),
+        });
     };
+    let frag = v.flags_frag();
     Ok(Ip::V4(Ipv4Header {
         header_len,
-        tos,
+        tos: v.tos(),
         // A total length shorter than the header is malformed (or TSO): bound it.
-        total_len: total_len.max(u16::from(header_len)),
-        id,
+        total_len: v.total_len().max(u16::from(header_len)),
+        id: v.id(),
         reserved_flag: frag & 0x8000 != 0,
         dont_fragment: frag & 0x4000 != 0,
         more_fragments: frag & 0x2000 != 0,
         frag_offset: frag & 0x1fff,
-        ttl,
-        protocol,
-        checksum,
-        src: Ipv4Addr::from(src),
-        dst: Ipv4Addr::from(dst),
+        ttl: v.ttl(),
+        protocol: v.protocol(),
+        checksum: v.checksum(),
+        src: v.src(),
+        dst: v.dst(),
         options,
     }))
 }
 
-fn addr6(b: &[u8], at: usize) -> Option<Ipv6Addr> {
-    let s: [u8; 16] = b.get(at..at + 16)?.try_into().ok()?;
-    Some(Ipv6Addr::from(s))
+/// Zero-copy view of the fixed IPv6 header (40 bytes, proven by
+/// [`Ipv6View::new_checked`]); extension headers are walked by [`parse_v6`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6View<'a> {
+    fixed: &'a [u8; 40],
+}
+
+impl<'a> Ipv6View<'a> {
+    /// A view of `b`, if it holds the fixed header.
+    pub fn new_checked(b: &'a [u8]) -> Result<Self, Short> {
+        match b.first_chunk::<40>() {
+            Some(fixed) => Ok(Ipv6View { fixed }),
+            None => Err(Short {
+                layer: Layer::Ipv6,
+                needed: 40,
+            }),
+        }
+    }
+    fn word0(&self) -> u32 {
+        let f = self.fixed;
+        u32::from_be_bytes([f[0], f[1], f[2], f[3]])
+    }
+    /// Traffic class.
+    pub fn traffic_class(&self) -> u8 {
+        ((self.word0() >> 20) & 0xff) as u8
+    }
+    /// Flow label (20 bits).
+    pub fn flow_label(&self) -> u32 {
+        self.word0() & 0x000f_ffff
+    }
+    /// Payload length.
+    pub fn payload_len(&self) -> u16 {
+        u16::from_be_bytes([self.fixed[4], self.fixed[5]])
+    }
+    /// Next header.
+    pub fn next_header(&self) -> u8 {
+        self.fixed[6]
+    }
+    /// Hop limit.
+    pub fn hop_limit(&self) -> u8 {
+        self.fixed[7]
+    }
+    /// Source address.
+    pub fn src(&self) -> Ipv6Addr {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&self.fixed[8..24]);
+        Ipv6Addr::from(a)
+    }
+    /// Destination address.
+    pub fn dst(&self) -> Ipv6Addr {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&self.fixed[24..40]);
+        Ipv6Addr::from(a)
+    }
 }
 
 /// Parses an IPv6 header and walks its extension headers.
 pub fn parse_v6(b: &[u8]) -> Result<Ip<'_>, Short> {
-    let (Some(word0), Some(payload_len), Some(&next_header), Some(&hop_limit)) =
-        (be32(b, 0), be16(b, 4), b.get(6), b.get(7))
-    else {
-        return Err(Short {
-            layer: Layer::Ipv6,
-            needed: 40,
-        });
-    };
-    let (Some(src), Some(dst)) = (addr6(b, 8), addr6(b, 24)) else {
-        return Err(Short {
-            layer: Layer::Ipv6,
-            needed: 40,
-        });
-    };
+    let v = Ipv6View::new_checked(b)?;
+    let next_header = v.next_header();
     let mut h = Ipv6Header {
-        traffic_class: ((word0 >> 20) & 0xff) as u8,
-        flow_label: word0 & 0x000f_ffff,
-        payload_len,
+        traffic_class: v.traffic_class(),
+        flow_label: v.flow_label(),
+        payload_len: v.payload_len(),
         next_header,
-        hop_limit,
-        src,
-        dst,
+        hop_limit: v.hop_limit(),
+        src: v.src(),
+        dst: v.dst(),
         extensions: [0; MAX_EXTENSIONS],
         ext_count: 0,
         header_len: 40,

@@ -4,10 +4,12 @@
 //! Have RFC 791 (IPv4), RFC 8200 (IPv6), RFC 9293 (TCP) and RFC 7323 / 2018 / 7413
 //! (timestamps and window scale, SACK, Fast Open) open while reading this module.
 //!
-//! Two layers, as smoltcp does: each protocol has a `parse` function that reads a byte
-//! slice with bounds-checked accessors only (nothing here can panic on any input) and
-//! returns a plain struct with the meaning ("repr"); variable parts (IP options, TCP
-//! options, payload) stay borrowed slices, so decoding allocates nothing.
+//! Two layers, as smoltcp does: a zero-copy view over the bytes ([`TcpView`],
+//! [`Ipv4View`], [`Ipv6View`]) whose `new_checked` proves the fixed header is there, so
+//! its accessors cannot panic; and a plain struct with the meaning ("repr":
+//! [`TcpHeader`], [`Ipv4Header`], [`Ipv6Header`]) that `parse` builds from the view.
+//! Variable parts (IP options, TCP options, payload) stay borrowed slices, so decoding
+//! allocates nothing. Link headers are small enough to go straight to the repr.
 //!
 //! A frame shorter than its headers say decodes as far as the bytes go: [`Packet`]
 //! holds every layer that was complete and a [`Truncation`] saying which layer ran out
@@ -17,9 +19,9 @@ pub mod ip;
 pub mod link;
 pub mod tcp;
 
-pub use ip::{Ip, Ipv4Header, Ipv6Header};
+pub use ip::{Ip, Ipv4Header, Ipv4View, Ipv6Header, Ipv6View};
 pub use link::Link;
-pub use tcp::{TcpHeader, TcpOption};
+pub use tcp::{TcpHeader, TcpOption, TcpView};
 
 /// pcap link type: BSD loopback (4-byte address family in host order).
 pub const LINKTYPE_NULL: u32 = 0;

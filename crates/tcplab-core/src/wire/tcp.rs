@@ -74,37 +74,101 @@ impl<'a> TcpHeader<'a> {
     }
 }
 
+/// Zero-copy view of a TCP header. [`TcpView::new_checked`] proves the fixed 20 bytes
+/// are there (as a `&[u8; 20]`), so every accessor reads constant indices of an array
+/// and cannot panic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpView<'a> {
+    fixed: &'a [u8; 20],
+    rest: &'a [u8],
+}
+
+impl<'a> TcpView<'a> {
+    /// A view of `b`, if it holds at least the fixed header.
+    pub fn new_checked(b: &'a [u8]) -> Result<Self, Short> {
+        match b.split_first_chunk::<20>() {
+            Some((fixed, rest)) => Ok(TcpView { fixed, rest }),
+            None => Err(Short {
+                layer: Layer::Tcp,
+                needed: 20,
+            }),
+        }
+    }
+    fn u16(&self, i: usize) -> u16 {
+        let f = self.fixed;
+        match i {
+            0 => u16::from_be_bytes([f[0], f[1]]),
+            2 => u16::from_be_bytes([f[2], f[3]]),
+            12 => u16::from_be_bytes([f[12], f[13]]),
+            14 => u16::from_be_bytes([f[14], f[15]]),
+            16 => u16::from_be_bytes([f[16], f[17]]),
+            _ => u16::from_be_bytes([f[18], f[19]]),
+        }
+    }
+    /// Source port.
+    pub fn src_port(&self) -> u16 {
+        self.u16(0)
+    }
+    /// Destination port.
+    pub fn dst_port(&self) -> u16 {
+        self.u16(2)
+    }
+    /// Sequence number.
+    pub fn seq(&self) -> u32 {
+        let f = self.fixed;
+        u32::from_be_bytes([f[4], f[5], f[6], f[7]])
+    }
+    /// Acknowledgment number.
+    pub fn ack(&self) -> u32 {
+        let f = self.fixed;
+        u32::from_be_bytes([f[8], f[9], f[10], f[11]])
+    }
+    /// Data offset in 32-bit words as sent (may be below the minimum 5).
+    pub fn data_offset(&self) -> u8 {
+        self.fixed[12] >> 4
+    }
+    /// The nine flag bits.
+    pub fn flags(&self) -> u16 {
+        self.u16(12) & 0x01ff
+    }
+    /// Window field.
+    pub fn window(&self) -> u16 {
+        self.u16(14)
+    }
+    /// Checksum field.
+    pub fn checksum(&self) -> u16 {
+        self.u16(16)
+    }
+    /// Urgent pointer.
+    pub fn urgent(&self) -> u16 {
+        self.u16(18)
+    }
+    /// Captured option bytes (up to the data offset), and whether the capture cut them.
+    pub fn options(&self) -> (&'a [u8], bool) {
+        // A data offset below 5 is malformed; read it as 5 (no options).
+        let want = usize::from(self.data_offset().max(5)) * 4 - 20;
+        match self.rest.get(..want) {
+            Some(o) => (o, false),
+            None => (self.rest, true),
+        }
+    }
+}
+
 /// Parses a TCP header. Options cut short by the capture are kept as far as they go
 /// (`options_cut`); only a fixed header shorter than 20 bytes is an error.
 pub fn parse(b: &[u8]) -> Result<TcpHeader<'_>, Short> {
-    let short = Short {
-        layer: Layer::Tcp,
-        needed: 20,
-    };
-    let (Some(src_port), Some(dst_port), Some(seq), Some(ack), Some(off_flags)) =
-        (be16(b, 0), be16(b, 2), be32(b, 4), be32(b, 8), be16(b, 12))
-    else {
-        return Err(short);
-    };
-    let (Some(window), Some(checksum), Some(urgent)) = (be16(b, 14), be16(b, 16), be16(b, 18))
-    else {
-        return Err(short);
-    };
-    // A data offset below 5 is malformed; read it as 5 so the fixed fields still show.
-    let data_offset = ((off_flags >> 12) as u8).max(5);
-    let hlen = usize::from(data_offset) * 4;
-    let options_cut = b.len() < hlen;
-    let options_raw = b.get(20..hlen.min(b.len())).unwrap_or(&[]);
+    let v = TcpView::new_checked(b)?;
+    let (options_raw, options_cut) = v.options();
     Ok(TcpHeader {
-        src_port,
-        dst_port,
-        seq,
-        ack,
-        data_offset,
-        flags: off_flags & 0x01ff,
-        window,
-        checksum,
-        urgent,
+        src_port: v.src_port(),
+        dst_port: v.dst_port(),
+        seq: v.seq(),
+        ack: v.ack(),
+        data_offset: v.data_offset().max(5),
+        flags: v.flags(),
+        window: v.window(),
+        checksum: v.checksum(),
+        urgent: v.urgent(),
         options_raw,
         options_cut,
     })

@@ -89,6 +89,7 @@ pub struct Probes {
     capture: Option<JoinHandle<anyhow::Result<Captured>>>,
     trace: Option<JoinHandle<anyhow::Result<Traced>>>,
     missing: Vec<String>,
+    polls_states: bool,
 }
 
 impl Probes {
@@ -107,22 +108,44 @@ impl Probes {
                 None
             }
         };
-        let trace = match start_trace(place, port, Arc::clone(&stop)) {
+        let instance = if std::env::var("TCPLAB_NO_TRACE").as_deref() == Ok("1") {
+            Err(anyhow::anyhow!("tracing disabled by TCPLAB_NO_TRACE=1"))
+        } else {
+            Instance::create(&tracefs::Filter { ports: vec![port] })
+        };
+        if let Err(err) = &instance {
+            missing.push(format!(
+                "exact kernel states: no tracepoints ({err:#}); they need CAP_SYS_ADMIN \
+                 (tracefs): run as root. States come from polling sock_diag instead: \
+                 short-lived ones (SYN_SENT, FIN_WAIT1, LAST_ACK, CLOSING) may be missed and \
+                 times are poll times"
+            ));
+        }
+        let polls_states = instance.is_err();
+        let trace = match start_trace(place, instance.ok(), port, Arc::clone(&stop)) {
             Ok(handle) => Some(handle),
             Err(err) => {
-                missing.push(format!(
-                    "kernel states: no tracepoints ({err:#}); they need CAP_SYS_ADMIN (tracefs): \
-                     run as root"
-                ));
+                missing.push(format!("kernel states: sock_diag failed too: {err:#}"));
                 None
             }
         };
+        if polls_states {
+            missing.push(
+                "(the client pauses 100 ms between steps so that polls see each state)".into(),
+            );
+        }
         Probes {
             stop,
             capture,
             trace,
             missing,
+            polls_states,
         }
+    }
+
+    /// True when states come from sock_diag polls (no tracepoints).
+    pub fn polls_states(&self) -> bool {
+        self.polls_states
     }
 
     /// Stops the probes once the run has settled; returns the segments and state changes
@@ -183,6 +206,9 @@ fn start_capture(
     port: u16,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<Captured>>> {
+    if std::env::var("TCPLAB_NO_CAPTURE").as_deref() == Ok("1") {
+        anyhow::bail!("capture disabled by TCPLAB_NO_CAPTURE=1");
+    }
     let words: Vec<String> = ["tcp", "port", &port.to_string()]
         .iter()
         .map(|w| w.to_string())
@@ -245,22 +271,23 @@ fn start_capture(
 
 /// Starts tracepoints for TCP port `port` (root namespace) and sock_diag polls inside
 /// `place`, on their own thread.
+/// Starts the state observer for TCP port `port`: tracepoints (`instance`, root
+/// namespace) with sock_diag polls inside `place` for what they miss, or, without
+/// tracepoints, sock_diag polls alone (the unprivileged fallback, as `ss` sees it).
 fn start_trace(
     place: &Place,
+    instance: Option<Instance>,
     port: u16,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<Traced>>> {
-    if std::env::var("TCPLAB_NO_TRACE").as_deref() == Ok("1") {
-        anyhow::bail!("tracing disabled by TCPLAB_NO_TRACE=1");
-    }
-    let instance = Instance::create(&tracefs::Filter { ports: vec![port] })?;
-    let diag = place.run(SockDiag::open)??;
+    let mut diag = place.run(SockDiag::open)??;
+    diag.filter_ports(&[port]);
     let handle = std::thread::spawn(move || trace_loop(instance, diag, port, &stop));
     Ok(handle)
 }
 
 fn trace_loop(
-    mut instance: Instance,
+    mut instance: Option<Instance>,
     mut diag: SockDiag,
     port: u16,
     stop: &AtomicBool,
@@ -270,19 +297,35 @@ fn trace_loop(
     let mut stopped_at = None;
     let ours = |s: &sockdiag::DiagSocket| s.local.port() == port || s.remote.port() == port;
     loop {
-        for line in instance.read_lines(5).context("reading trace_pipe")? {
-            if let Some(ev) = tracefs::parse_line(&line) {
-                corr.on_trace(ev);
+        match instance.as_mut() {
+            Some(instance) => {
+                for line in instance.read_lines(5).context("reading trace_pipe")? {
+                    if let Some(ev) = tracefs::parse_line(&line) {
+                        corr.on_trace(ev);
+                    }
+                }
+                let now = clock::mono_ns();
+                let mini: Vec<_> = diag
+                    .dump(sockdiag::MINI_STATES)
+                    .context("sock_diag dump")?
+                    .into_iter()
+                    .filter(ours)
+                    .collect();
+                corr.on_mini_poll(now, &mini);
+            }
+            None => {
+                // Poll as often as a dump allows: every state that lasts longer than a
+                // dump is seen.
+                let all: Vec<_> = diag
+                    .dump(sockdiag::ALL_STATES)
+                    .context("sock_diag dump")?
+                    .into_iter()
+                    .filter(ours)
+                    .collect();
+                corr.on_full_poll(clock::mono_ns(), &all);
             }
         }
         let now = clock::mono_ns();
-        let mini: Vec<_> = diag
-            .dump(sockdiag::MINI_STATES)
-            .context("sock_diag dump")?
-            .into_iter()
-            .filter(ours)
-            .collect();
-        corr.on_mini_poll(now, &mini);
         changes.extend(corr.release(now).into_iter().map(|r| r.change));
         if stop.load(Ordering::SeqCst) {
             let since = *stopped_at.get_or_insert_with(std::time::Instant::now);
@@ -293,7 +336,7 @@ fn trace_loop(
         }
     }
     changes.extend(corr.release_all().into_iter().map(|r| r.change));
-    let lost = corr.lost + instance.lost_events();
+    let lost = corr.lost + instance.as_ref().map_or(0, Instance::lost_events);
     Ok(Traced { changes, lost })
 }
 

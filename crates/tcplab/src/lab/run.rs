@@ -30,6 +30,12 @@ pub enum Place {
 impl Place {
     /// A private namespace if we may create one, else loopback with the reason.
     pub fn choose() -> (Place, Option<String>) {
+        if std::env::var("TCPLAB_NO_NETNS").as_deref() == Ok("1") {
+            return (
+                Place::Loopback,
+                Some("no private network namespace (TCPLAB_NO_NETNS=1): running on this machine's loopback".into()),
+            );
+        }
         match Netns::new() {
             Ok(ns) => (Place::Namespace(ns), None),
             Err(err) => (
@@ -95,6 +101,18 @@ pub struct Observed {
     pub missing: Vec<String>,
     /// How the client's script ended: the error it saw, in TCP terms.
     pub client_error: Option<Failure>,
+}
+
+impl Observed {
+    /// The errno name of the client's error, if it had one.
+    pub fn errno(&self) -> Option<&'static str> {
+        self.client_error.as_ref().map(|f| match f.code {
+            crate::exit::REFUSED => "ECONNREFUSED",
+            crate::exit::RESET => "ECONNRESET",
+            crate::exit::TIMEOUT => "ETIMEDOUT",
+            _ => "EIO",
+        })
+    }
 }
 
 /// Runs `scenario` in `place`.
@@ -167,6 +185,13 @@ pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
         crlf: scenario.crlf,
         banner_lines: tcplab_core::protocol::BANNER_LINES,
         timeout: Duration::from_secs(5),
+        // Without tracepoints, states are polled: pace the client so each lasts long
+        // enough to be seen (the correlator holds what a poll finds for tens of ms).
+        pace: if probes.polls_states() {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        },
     };
     let client_calls = Arc::clone(&calls);
     let (client_addr, client_error) =

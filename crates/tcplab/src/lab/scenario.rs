@@ -31,6 +31,28 @@ pub struct Scenario {
     pub client_path: &'static [&'static str],
     /// The server's state path the RFC predicts (its accepted socket).
     pub server_path: &'static [&'static str],
+    /// The segments that carry SYN, FIN, RST or data, in tcpdump's flags.
+    pub segments: &'static [&'static str],
+    /// The error the client's socket call returns, if any.
+    pub errno: Option<&'static str>,
+}
+
+impl Scenario {
+    /// What a check of this scenario expects.
+    pub fn expected(&self) -> tcplab_core::expect::Expected {
+        let path = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| n.parse().expect("scenario paths use state names"))
+                .collect()
+        };
+        tcplab_core::expect::Expected {
+            client: path(self.client_path),
+            server: path(self.server_path),
+            segments: self.segments.iter().map(|s| s.to_string()).collect(),
+            errno: self.errno.map(str::to_string),
+        }
+    }
 }
 
 /// Every experiment of this version, the default first.
@@ -44,6 +66,8 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::Server,
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
+        segments: &["S", "S.", "P.", "P.", "P.", "P.", "F.", "F."],
+        errno: None,
     },
     Scenario {
         name: "client-close",
@@ -54,6 +78,8 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::Server,
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+        segments: &["S", "S.", "P.", "P.", "P.", "F.", "F."],
+        errno: None,
     },
     Scenario {
         name: "half-close",
@@ -64,6 +90,8 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::Server,
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+        segments: &["S", "S.", "P.", "P.", "F.", "P.", "F."],
+        errno: None,
     },
     Scenario {
         name: "abortive-close",
@@ -74,6 +102,8 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::Server,
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSED"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSED"],
+        segments: &["S", "S.", "P.", "P.", "P.", "R."],
+        errno: None,
     },
     Scenario {
         name: "refused",
@@ -84,6 +114,8 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::NoListener,
         client_path: &["CLOSED", "SYN_SENT", "CLOSED"],
         server_path: &[],
+        segments: &["S", "R."],
+        errno: Some("ECONNREFUSED"),
     },
     Scenario {
         name: "unread-data-reset",
@@ -94,6 +126,8 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::Server,
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSED"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSED"],
+        segments: &["S", "S.", "P.", "P.", "P.", "R."],
+        errno: None,
     },
 ];
 

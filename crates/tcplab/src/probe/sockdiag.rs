@@ -24,6 +24,7 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_HDRLEN: usize = 16;
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
 const REQ_LEN: usize = 56;
 const MSG_LEN: usize = 72;
 /// The timer code sock_diag gives timewait mini-sockets.
@@ -67,6 +68,7 @@ impl DiagSocket {
 pub struct SockDiag {
     fd: OwnedFd,
     seq: u32,
+    bytecode: Vec<u8>,
 }
 
 impl SockDiag {
@@ -85,7 +87,28 @@ impl SockDiag {
         }
         // SAFETY: fd is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(SockDiag { fd, seq: 0 })
+        Ok(SockDiag {
+            fd,
+            seq: 0,
+            bytecode: Vec::new(),
+        })
+    }
+
+    /// Makes the kernel return only sockets with one of `ports` as local or remote
+    /// port (all sockets when empty). Returns false when there are too many ports for
+    /// the kernel filter; the caller must then filter itself (it should anyway for
+    /// addresses).
+    pub fn filter_ports(&mut self, ports: &[u16]) -> bool {
+        match port_bytecode(ports) {
+            Some(bc) => {
+                self.bytecode = bc;
+                true
+            }
+            None => {
+                self.bytecode.clear();
+                false
+            }
+        }
     }
 
     /// All TCP sockets (IPv4 and IPv6) whose state is in `states` (`1 << TCP_*` bits).
@@ -104,7 +127,7 @@ impl SockDiag {
         out: &mut Vec<DiagSocket>,
     ) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
-        let req = request(family, states, self.seq);
+        let req = request(family, states, self.seq, &self.bytecode);
         // SAFETY: req is a valid buffer of req.len() bytes; fd is a netlink socket.
         let sent = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
         if sent < 0 {
@@ -131,10 +154,16 @@ impl SockDiag {
     }
 }
 
-/// The bytes of one dump request.
-fn request(family: u8, states: u32, seq: u32) -> Vec<u8> {
-    let mut req = Vec::with_capacity(NLMSG_HDRLEN + REQ_LEN);
-    req.extend_from_slice(&((NLMSG_HDRLEN + REQ_LEN) as u32).to_ne_bytes());
+/// The bytes of one dump request; `bytecode` (may be empty) filters in the kernel.
+fn request(family: u8, states: u32, seq: u32, bytecode: &[u8]) -> Vec<u8> {
+    let attr_len = if bytecode.is_empty() {
+        0
+    } else {
+        4 + bytecode.len()
+    };
+    let total = NLMSG_HDRLEN + REQ_LEN + attr_len;
+    let mut req = Vec::with_capacity(total);
+    req.extend_from_slice(&(total as u32).to_ne_bytes());
     req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
     req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     req.extend_from_slice(&seq.to_ne_bytes());
@@ -143,7 +172,50 @@ fn request(family: u8, states: u32, seq: u32) -> Vec<u8> {
     req.extend_from_slice(&[family, libc::IPPROTO_TCP as u8, 0, 0]);
     req.extend_from_slice(&states.to_ne_bytes());
     req.resize(NLMSG_HDRLEN + REQ_LEN, 0);
+    if !bytecode.is_empty() {
+        req.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+        req.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+        req.extend_from_slice(bytecode);
+    }
     req
+}
+
+/// inet_diag bytecode accepting sockets whose local or remote port is in `ports`
+/// (include/uapi/linux/inet_diag.h, net/ipv4/inet_diag.c). An op is `{code, yes, no}`;
+/// the program runs by jumping `yes` or `no` bytes, accepts on landing exactly at the
+/// end and rejects past it. The kernel's audit follows the `yes` chain and wants every
+/// `no` target on it, so each test is laid out as
+/// `[S_EQ|D_EQ port: yes 8, no 12] [JMP: yes 4, no -> end]`: a match falls into the
+/// JMP, which always takes `no` to the end (accept); a miss skips it to the next test;
+/// the last test's miss jumps past the end (reject). `None` for more than 64 ports.
+pub fn port_bytecode(ports: &[u16]) -> Option<Vec<u8>> {
+    const JMP: u8 = 1;
+    const S_EQ: u8 = 11;
+    const D_EQ: u8 = 12;
+    if ports.is_empty() {
+        return Some(Vec::new());
+    }
+    if ports.len() > 64 {
+        return None;
+    }
+    let len = ports.len() * 2 * 12;
+    let mut bc = Vec::with_capacity(len);
+    let op = |bc: &mut Vec<u8>, code: u8, yes: u8, no: usize| {
+        bc.push(code);
+        bc.push(yes);
+        bc.extend_from_slice(&(no as u16).to_ne_bytes());
+    };
+    for port in ports {
+        for code in [S_EQ, D_EQ] {
+            let at = bc.len();
+            let last = at + 12 == len;
+            op(&mut bc, code, 8, if last { len - at + 4 } else { 12 });
+            // The port, in the `no` field of a second op.
+            op(&mut bc, 0, 0, usize::from(*port));
+            op(&mut bc, JMP, 4, len - (at + 8));
+        }
+    }
+    Some(bc)
 }
 
 /// What one datagram of a dump said.
@@ -365,12 +437,35 @@ mod tests {
 
     #[test]
     fn request_has_the_kernel_layout() {
-        let req = request(libc::AF_INET6 as u8, MINI_STATES, 5);
+        let req = request(libc::AF_INET6 as u8, MINI_STATES, 5, &[]);
         assert_eq!(req.len(), 72);
         assert_eq!(u32_at(&req, 0), Some(72));
         assert_eq!(req[16], libc::AF_INET6 as u8);
         assert_eq!(req[17], 6);
         assert_eq!(u32_at(&req, 20), Some(MINI_STATES));
+    }
+
+    #[test]
+    fn kernel_port_filter_keeps_only_our_ports() {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (pa, pb) = (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        );
+        let _client = std::net::TcpStream::connect(a.local_addr().unwrap()).unwrap();
+        let mut diag = SockDiag::open().unwrap();
+        assert!(diag.filter_ports(&[pa, 1]));
+        let got = diag.dump(ALL_STATES).unwrap();
+        assert!(
+            got.iter()
+                .all(|s| s.local.port() == pa || s.remote.port() == pa),
+            "{got:?}"
+        );
+        // The listener, the client and the accepted (queued) child.
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(!got.iter().any(|s| s.local.port() == pb));
+        assert!(port_bytecode(&[1; 65]).is_none());
     }
 
     #[test]

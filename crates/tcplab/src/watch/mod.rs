@@ -64,6 +64,9 @@ pub struct Args {
     pub no_trace: bool,
 }
 
+/// Shortest interval between two polls asked for by pending CLOSEs.
+const MIN_POLL_NS: u64 = 3_000_000;
+
 /// Set by SIGINT/SIGTERM: the loop returns normally, so the instance is removed.
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -153,6 +156,10 @@ struct Watch<'a> {
     out: io::BufWriter<io::StdoutLock<'static>>,
     summary: Summary,
     stuck_reported: HashSet<Tuple>,
+    /// Whether the last round read any trace line.
+    last_round_read: bool,
+    /// When the last mini-socket poll ran.
+    last_mini_poll: u64,
 }
 
 /// Runs `tcplab watch`.
@@ -162,7 +169,10 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         ports: args.ports.clone(),
         hosts: args.hosts.clone(),
     };
-    let diag = SockDiag::open().context("opening netlink sock_diag")?;
+    let mut diag = SockDiag::open().context("opening netlink sock_diag")?;
+    // The kernel filters by port (a busy machine has tens of thousands of TIME_WAIT
+    // sockets); addresses, and ports beyond what its filter takes, are filtered here.
+    diag.filter_ports(&args.ports);
     let forced = args.no_trace || std::env::var("TCPLAB_NO_TRACE").as_deref() == Ok("1");
     let tracing = if forced {
         Err(anyhow::anyhow!(
@@ -199,6 +209,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         out: io::BufWriter::new(io::stdout().lock()),
         summary: Summary::default(),
         stuck_reported: HashSet::new(),
+        last_round_read: false,
+        last_mini_poll: 0,
     };
     let snapshot = w.dump(sockdiag::ALL_STATES)?;
     let now = mono_ns();
@@ -239,7 +251,6 @@ impl Watch<'_> {
             .args
             .duration
             .map(|d| start + (d.max(0.0) * 1e9) as u64);
-        let poll_ns = self.args.poll_ms.max(1) * 1_000_000;
         let mut next_poll = 0;
         let mut next_slow = start;
         let mut reported_lost = 0;
@@ -247,38 +258,7 @@ impl Watch<'_> {
             if deadline.is_some_and(|d| mono_ns() >= d) {
                 break;
             }
-            // The newest event time read in this round: when we lag behind the kernel,
-            // release by it rather than by the clock, or held changes would leave before
-            // the lines that complete them are read.
-            let mut newest_read = None;
-            match instance.as_mut() {
-                Some(inst) => {
-                    for line in inst.read_lines(10).context("reading trace_pipe")? {
-                        if let Some(ev) = tracefs::parse_line(&line) {
-                            newest_read = ev.ts_ns().or(newest_read);
-                            if self.filter.trace(&ev) {
-                                self.corr.on_trace(ev);
-                            }
-                        }
-                    }
-                }
-                None => std::thread::sleep(Duration::from_millis(self.args.poll_ms.clamp(1, 10))),
-            }
-            let now = mono_ns();
-            let release_at = newest_read.map_or(now, |ts| ts.min(now));
-            if instance.is_some() {
-                if self.corr.needs_mini_poll() || now >= next_poll {
-                    let mini = self.dump(sockdiag::MINI_STATES)?;
-                    self.corr.on_mini_poll(now, &mini);
-                    next_poll = now + poll_ns;
-                }
-            } else if now >= next_poll {
-                let all = self.dump(sockdiag::ALL_STATES)?;
-                self.corr.on_full_poll(now, &all);
-                next_poll = now + poll_ns;
-            }
-            let released = self.corr.release(release_at);
-            self.emit(released)?;
+            let now = self.round(instance, 10, &mut next_poll)?;
             if now >= next_slow {
                 next_slow = now + 500_000_000;
                 self.check_stuck(now)?;
@@ -294,7 +274,73 @@ impl Watch<'_> {
             }
             self.out.flush()?;
         }
+        // What happened before the end may still wait in the ring buffer (we may lag
+        // behind a busy kernel): read it all, and give pending CLOSEs their polls.
+        let mut extra_polls = 4;
+        for _ in 0..100_000 {
+            self.round(instance, 0, &mut 0)?;
+            if !self.last_round_read {
+                if !self.corr.needs_mini_poll() || extra_polls == 0 {
+                    break;
+                }
+                extra_polls -= 1;
+            }
+        }
         Ok(())
+    }
+
+    /// One round: read what the kernel traced (waiting up to `timeout_ms`), poll
+    /// sock_diag when due, release and print. Returns the clock at the round.
+    fn round(
+        &mut self,
+        instance: &mut Option<Instance>,
+        timeout_ms: i32,
+        next_poll: &mut u64,
+    ) -> anyhow::Result<u64> {
+        let poll_ns = self.args.poll_ms.max(1) * 1_000_000;
+        // The newest event time read in this round: when we lag behind the kernel,
+        // release by it rather than by the clock, or held changes would leave before
+        // the lines that complete them are read.
+        let mut newest_read = None;
+        self.last_round_read = false;
+        match instance.as_mut() {
+            Some(inst) => {
+                for line in inst.read_lines(timeout_ms).context("reading trace_pipe")? {
+                    self.last_round_read = true;
+                    if let Some(ev) = tracefs::parse_line(&line) {
+                        newest_read = ev.ts_ns().or(newest_read);
+                        if self.filter.trace(&ev) {
+                            self.corr.on_trace(ev);
+                        }
+                    }
+                }
+            }
+            None if timeout_ms > 0 => {
+                std::thread::sleep(Duration::from_millis(self.args.poll_ms.clamp(1, 10)))
+            }
+            None => {}
+        }
+        let now = mono_ns();
+        let release_at = newest_read.map_or(now, |ts| ts.min(now));
+        if instance.is_some() {
+            // A pending CLOSE wants a poll soon, but not every round: under a flood of
+            // connections one dump every MIN_POLL_NS serves them all.
+            let due = now >= *next_poll
+                || (self.corr.needs_mini_poll() && now >= self.last_mini_poll + MIN_POLL_NS);
+            if due {
+                self.last_mini_poll = now;
+                let mini = self.dump(sockdiag::MINI_STATES)?;
+                self.corr.on_mini_poll(now, &mini);
+                *next_poll = now + poll_ns;
+            }
+        } else if now >= *next_poll {
+            let all = self.dump(sockdiag::ALL_STATES)?;
+            self.corr.on_full_poll(now, &all);
+            *next_poll = now + poll_ns;
+        }
+        let released = self.corr.release(release_at);
+        self.emit(released)?;
+        Ok(now)
     }
 
     /// Releases everything held, prints the summary if asked, reports loss.

@@ -42,9 +42,23 @@ struct Capture {
 
 impl Capture {
     fn start(args: &[&str]) -> Capture {
-        let mut child = Command::new(tcplab_bin())
+        let mut cmd = Command::new(tcplab_bin());
+        cmd.arg("capture").args(args);
+        Capture::spawn(cmd)
+    }
+
+    /// Starts the capture inside network namespace `ns` (`ip netns exec`).
+    fn start_in(ns: &str, args: &[&str]) -> Capture {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns])
+            .arg(tcplab_bin())
             .arg("capture")
-            .args(args)
+            .args(args);
+        Capture::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Capture {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -179,6 +193,130 @@ fn capture_on_lo_shows_the_exact_flag_sequence_once_per_packet() {
     let (rest, status) = cap.finish(Duration::from_secs(5));
     assert!(status.success(), "{status}");
     assert!(rest.is_empty(), "extra packets (a second copy?): {rest:#?}");
+}
+
+#[test]
+fn any_device_gives_cooked_frames_and_one_copy_of_loopback_packets() {
+    if !support::privileged("any_device_gives_cooked_frames_and_one_copy_of_loopback_packets") {
+        return;
+    }
+    let server = Server::start(&[]);
+    let port = server.addr.port().to_string();
+    let cap = Capture::start(&["-i", "any", "--json", "port", &port]);
+    connect_rst(&server);
+    let got = cap.take(9, Duration::from_secs(10));
+    let flags: Vec<String> = ladder(&got, server.addr.port())
+        .into_iter()
+        .map(|(d, f, _)| format!("{d} {f}"))
+        .collect();
+    assert_eq!(flags.first().map(String::as_str), Some("c>s S"));
+    assert_eq!(flags.last().map(String::as_str), Some("c>s R."));
+    for line in &got {
+        // Linux cooked v2 header (20 bytes) + IPv4 (20) + TCP: caplen = len.
+        let v = json(line);
+        assert_eq!(v["caplen"], v["len"], "{line}");
+        assert_eq!(v["direction"], "inbound", "{line}");
+    }
+    cap.signal(libc::SIGINT);
+    let (rest, status) = cap.finish(Duration::from_secs(5));
+    assert!(status.success(), "{status}");
+    assert!(
+        rest.is_empty(),
+        "a second copy of loopback packets: {rest:#?}"
+    );
+}
+
+/// Two namespaces joined by a veth pair (192.0.2.1 <-> 192.0.2.2), removed on drop.
+struct VethPair {
+    a: String,
+    b: String,
+}
+
+impl VethPair {
+    fn new() -> VethPair {
+        let id = std::process::id() % 100_000;
+        let (a, b) = (format!("tcplab-cap-a-{id}"), format!("tcplab-cap-b-{id}"));
+        let pair = VethPair { a, b };
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().expect("run ip");
+            assert!(st.success(), "ip {args:?}: {st}");
+        };
+        ip(&["netns", "add", &pair.a]);
+        ip(&["netns", "add", &pair.b]);
+        ip(&[
+            "link", "add", "tcapa", "netns", &pair.a, "type", "veth", "peer", "name", "tcapb",
+            "netns", &pair.b,
+        ]);
+        ip(&["-n", &pair.a, "addr", "add", "192.0.2.1/24", "dev", "tcapa"]);
+        ip(&["-n", &pair.b, "addr", "add", "192.0.2.2/24", "dev", "tcapb"]);
+        ip(&["-n", &pair.a, "link", "set", "tcapa", "up"]);
+        ip(&["-n", &pair.b, "link", "set", "tcapb", "up"]);
+        pair
+    }
+}
+
+impl Drop for VethPair {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+#[test]
+fn veth_capture_records_the_direction_of_each_packet() {
+    if !support::privileged("veth_capture_records_the_direction_of_each_packet") {
+        return;
+    }
+    let pair = VethPair::new();
+    let bin = tcplab_bin();
+    let bin = bin.to_str().unwrap();
+    let dir = TempDir::new("capture-veth");
+    let file = dir.0.join("veth.pcapng");
+    let file_s = file.to_str().unwrap();
+    // Nothing listens on 192.0.2.2:9: the SYN goes out of tcapa, the RST comes in.
+    {
+        let c = Capture::start_in(&pair.a, &["-i", "tcapa", "--json", "tcp", "port", "9"]);
+        let w = Capture::start_in(&pair.a, &["-i", "tcapa", "-w", file_s, "tcp", "port", "9"]);
+        let st = Command::new("ip")
+            .args(["netns", "exec", &pair.a, bin, "connect", "192.0.2.2:9"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert_eq!(st.code(), Some(3), "connect should be refused");
+        let got = c.take(2, Duration::from_secs(10));
+        let dirs: Vec<(String, String)> = got
+            .iter()
+            .map(|l| {
+                let v = json(l);
+                (v["flags"].to_string(), v["direction"].to_string())
+            })
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                ("\"S\"".to_string(), "\"outbound\"".to_string()),
+                ("\"R.\"".to_string(), "\"inbound\"".to_string())
+            ]
+        );
+        w.signal(libc::SIGINT);
+        let (_, status) = w.finish(Duration::from_secs(5));
+        assert!(status.success());
+    } // `c` is killed here (by its PID).
+      // The pcapng keeps the direction in each packet's flags.
+    let bytes = std::fs::read(&file).unwrap();
+    let mut r = tcplab_core::pcap::Reader::new(&bytes).unwrap();
+    let mut dirs = Vec::new();
+    while let Some(rec) = r.next_record() {
+        dirs.push(
+            rec.unwrap()
+                .flags
+                .and_then(tcplab_core::pcap::PacketDirection::from_epb_flags),
+        );
+    }
+    use tcplab_core::pcap::PacketDirection::{Inbound, Outbound};
+    assert_eq!(dirs, [Some(Outbound), Some(Inbound)]);
 }
 
 #[test]

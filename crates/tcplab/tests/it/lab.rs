@@ -143,21 +143,7 @@ fn an_unknown_experiment_is_a_clear_error() {
         .contains("unknown experiment 'no-such-thing' (tcplab lab --list shows them)"));
 }
 
-/// The states of `role`, in order: the first `from`, then every `to`.
-fn path(conn: &Value, role: &str) -> Vec<String> {
-    let mut path = Vec::new();
-    for e in conn["entries"].as_array().unwrap() {
-        if e["type"] == "state" && e["role"] == role {
-            if path.is_empty() {
-                if let Some(from) = e["from"].as_str() {
-                    path.push(from.to_string());
-                }
-            }
-            path.push(e["to"].as_str().unwrap().to_string());
-        }
-    }
-    path
-}
+use crate::support::timeline_path as path;
 
 /// tcpdump-style flags of the segments that carry SYN, FIN, RST or data: the pure
 /// ACKs in between depend on the delayed-ACK timer, these do not.
@@ -363,4 +349,69 @@ fn the_html_page_and_svg_are_written() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>") && page.contains("class=\"states\""));
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+}
+
+#[test]
+fn without_privileges_the_lab_falls_back_and_says_what_is_lost() {
+    // Simulate an unprivileged run: no namespace, no capture, no tracepoints.
+    let out = Command::new(support::tcplab_bin())
+        .args(["lab", "--width", "100"])
+        .env("TCPLAB_NO_NETNS", "1")
+        .env("TCPLAB_NO_CAPTURE", "1")
+        .env("TCPLAB_NO_TRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ran in this machine's loopback"), "{text}");
+    assert!(
+        text.contains("not shown: segments: no packet capture"),
+        "{text}"
+    );
+    assert!(text.contains("it needs CAP_NET_RAW"), "{text}");
+    assert!(
+        text.contains("not shown: exact kernel states: no tracepoints"),
+        "{text}"
+    );
+    assert!(text.contains("CAP_SYS_ADMIN"), "{text}");
+    // States still come, from sock_diag polls, marked approximate.
+    assert!(text.contains("ESTABLISHED≈"), "{text}");
+    assert!(text.contains("≈ seen by polling sock_diag"), "{text}");
+}
+
+#[test]
+fn check_passes_when_the_kernel_does_what_the_rfc_says() {
+    if !support::privileged("check_passes_when_the_kernel_does_what_the_rfc_says") {
+        return;
+    }
+    let out = lab(&["--check-all"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.ends_with("6 passed, 0 failed\n"), "{text}");
+}
+
+#[test]
+fn check_can_fail_and_shows_the_difference() {
+    if !support::privileged("check_can_fail_and_shows_the_difference") {
+        return;
+    }
+    let out = lab(&[
+        "echo",
+        "--check",
+        "--expect-client",
+        "CLOSED,SYN_SENT,ESTABLISHED,FIN_WAIT1,FIN_WAIT2,TIME_WAIT",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("check echo: FAIL: the kernel did something else\n"),
+        "{err}"
+    );
+    assert!(err.contains(
+        "client path:\n  - expected: CLOSED → SYN_SENT → ESTABLISHED → FIN_WAIT1 → FIN_WAIT2 → TIME_WAIT\n  \
+         + seen:     CLOSED → SYN_SENT → ESTABLISHED → CLOSE_WAIT → LAST_ACK → CLOSED\n"
+    ), "{err}");
+    let ok = lab(&["refused", "--check"]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("check refused: pass"));
 }

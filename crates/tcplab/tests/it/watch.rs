@@ -5,215 +5,21 @@
 //! tracing is on; tests wait for that line and for the events themselves, never sleep.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::RwLock;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::support::{self, Server};
 
+#[path = "watch_harness.rs"]
+mod harness;
 #[path = "watch_netns.rs"]
 mod netns;
 
-/// Watchers take it shared; the stale-instance test takes it exclusively, so that no
-/// other watcher removes the instance it wants the next watcher to remove.
-static WATCHERS: RwLock<()> = RwLock::new(());
-
-const INSTANCES: &str = "/sys/kernel/tracing/instances";
-
-/// A running `tcplab watch --json`, stopped with SIGINT (killed if it hangs) on drop.
-pub struct Watcher {
-    child: Child,
-    lines: Receiver<String>,
-    errs: Receiver<String>,
-    /// Everything read from stdout so far, parsed.
-    pub seen: Vec<Value>,
-    /// Everything read from stderr so far.
-    pub stderr: Vec<String>,
-}
-
-impl Watcher {
-    /// Starts `[prefix...] tcplab watch --json ARGS` and waits for its `armed` line.
-    pub fn start(prefix: &[&str], args: &[&str]) -> Watcher {
-        let bin = support::tcplab_bin();
-        let mut cmd = match prefix.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(&bin);
-                c
-            }
-            None => Command::new(&bin),
-        };
-        let mut child = cmd
-            .arg("watch")
-            .arg("--json")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start tcplab watch");
-        let lines = pump(child.stdout.take().expect("stdout"));
-        let errs = pump(child.stderr.take().expect("stderr"));
-        let mut w = Watcher {
-            child,
-            lines,
-            errs,
-            seen: Vec::new(),
-            stderr: Vec::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !w.stderr.iter().any(|l| l.contains("armed")) {
-            assert!(
-                Instant::now() < deadline,
-                "watch never armed: {:?}",
-                w.stderr
-            );
-            if let Ok(l) = w.errs.recv_timeout(Duration::from_millis(50)) {
-                w.stderr.push(l);
-            }
-            if let Some(status) = w.child.try_wait().unwrap() {
-                panic!("watch exited with {status} before arming: {:?}", w.stderr);
-            }
-        }
-        w
-    }
-
-    /// The tracefs instance named in the `armed` line.
-    pub fn instance(&self) -> Option<String> {
-        self.stderr
-            .iter()
-            .find_map(|l| l.split("tracefs instance ").nth(1))
-            .map(|n| n.trim_end_matches(')').to_string())
-    }
-
-    fn drain(&mut self) {
-        while let Ok(l) = self.lines.try_recv() {
-            self.seen.push(
-                serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")),
-            );
-        }
-        while let Ok(l) = self.errs.try_recv() {
-            self.stderr.push(l);
-        }
-    }
-
-    /// Waits until a line satisfies `pred`, at most `limit`; returns it.
-    #[track_caller]
-    pub fn wait_for(
-        &mut self,
-        limit: Duration,
-        what: &str,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            self.drain();
-            if let Some(v) = self.seen.iter().find(|v| pred(v)) {
-                return v.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} within {limit:?}; seen:\n{}\nstderr: {:?}",
-                self.seen
-                    .iter()
-                    .map(Value::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                self.stderr
-            );
-            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
-                self.seen.push(serde_json::from_str(&l).expect("JSON line"));
-            }
-        }
-    }
-
-    /// SIGINT, wait for a clean exit, collect everything; checks the instance is gone.
-    pub fn stop(mut self) -> Watcher {
-        let instance = self.instance();
-        signal(self.child.id(), libc::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "watch did not exit on SIGINT");
-            std::thread::park_timeout(Duration::from_millis(10));
-        };
-        // The pumps end at EOF: collect everything.
-        for l in self.lines.iter() {
-            self.seen.push(serde_json::from_str(&l).expect("JSON line"));
-        }
-        self.stderr.extend(self.errs.iter());
-        assert!(status.success(), "watch exit {status}: {:?}", self.stderr);
-        if let Some(name) = instance {
-            assert!(
-                !Path::new(INSTANCES).join(&name).exists(),
-                "instance {name} left behind"
-            );
-        }
-        self
-    }
-
-    /// The transitions of the socket (local, remote), as `FROM>TO`.
-    pub fn sequence(&self, local: SocketAddr, remote: SocketAddr) -> Vec<String> {
-        self.transitions()
-            .filter(|v| v["local"] == local.to_string() && v["remote"] == remote.to_string())
-            .map(|v| {
-                format!(
-                    "{}>{}",
-                    v["from"].as_str().unwrap_or("-"),
-                    v["to"].as_str().unwrap_or("?")
-                )
-            })
-            .collect()
-    }
-
-    /// All transition lines.
-    pub fn transitions(&self) -> impl Iterator<Item = &Value> {
-        self.seen.iter().filter(|v| v["kind"] == "transition")
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            signal(self.child.id(), libc::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::park_timeout(Duration::from_millis(10));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: kill(2) on a child we started and have not reaped.
-    unsafe { libc::kill(pid as libc::pid_t, sig) };
-}
-
-fn pump(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
+use harness::{tcp_ext, Watcher, INSTANCES, WATCHERS};
 
 fn connect(args: &[&str]) -> std::process::Output {
     Command::new(support::tcplab_bin())
@@ -272,8 +78,17 @@ const PASSIVE_CLOSER_SERVER: [&str; 5] = [
 /// Runs one scripted client against a fresh server under a watcher; returns the stopped
 /// watcher, the server and the client addresses, after `done` saw the last transition.
 fn scenario(connect_args: &[&str], done: &[(bool, &str)]) -> (Watcher, SocketAddr, SocketAddr) {
+    scenario_on("127.0.0.1:0", connect_args, done)
+}
+
+/// [`scenario`] with the server listening on `listen`.
+fn scenario_on(
+    listen: &str,
+    connect_args: &[&str],
+    done: &[(bool, &str)],
+) -> (Watcher, SocketAddr, SocketAddr) {
     let _shared = WATCHERS.read().unwrap_or_else(|e| e.into_inner());
-    let server = Server::start(&[]);
+    let server = Server::start_with(&["--listen", listen, "--quiet"], &[]);
     let port = server.addr.port().to_string();
     let mut w = Watcher::start(&[], &["--port", &port]);
     let target = server.addr.to_string();
@@ -304,6 +119,21 @@ fn client_closes_first_time_wait_on_the_client() {
     assert_sequence(&w, client, server, &ACTIVE_CLOSER);
     assert_sequence(&w, server, client, &PASSIVE_CLOSER_SERVER);
     assert!(w.transitions().all(|v| v["legal"] == true));
+}
+
+#[test]
+fn ipv6_client_closes_first_time_wait_on_the_client() {
+    if !support::privileged("ipv6_client_closes_first_time_wait_on_the_client") {
+        return;
+    }
+    let (w, server, client) = scenario_on(
+        "[::1]:0",
+        &["--send", "hello", "--close", "fin"],
+        &[(true, "TIME_WAIT"), (false, "CLOSED")],
+    );
+    assert!(server.is_ipv6() && client.is_ipv6());
+    assert_sequence(&w, client, server, &ACTIVE_CLOSER);
+    assert_sequence(&w, server, client, &PASSIVE_CLOSER_SERVER);
 }
 
 #[test]
@@ -500,22 +330,29 @@ fn three_thousand_connections_none_lost() {
         if v["from"].is_null() {
             continue;
         }
+        let tuple = (v["local"].to_string(), v["remote"].to_string());
         let step = format!(
             "{}>{}",
             v["from"].as_str().unwrap(),
             v["to"].as_str().unwrap()
         );
-        let lives = per_tuple
-            .entry((v["local"].to_string(), v["remote"].to_string()))
-            .or_default();
+        let lives = per_tuple.entry(tuple).or_default();
         if lives.is_empty() || step == "CLOSED>SYN_SENT" || step == "LISTEN>SYN_RECV" {
             lives.push(Vec::new());
         }
         lives.last_mut().unwrap().push(step);
     }
+    // Only the lives this test opened: sockets of earlier tests on a recycled port can
+    // end here too (a TIME_WAIT that a new connect() recycles).
+    let opened = |l: &Vec<String>| l[0] == "CLOSED>SYN_SENT" || l[0] == "LISTEN>SYN_RECV";
     let per_socket: Vec<((String, String), Vec<String>)> = per_tuple
         .into_iter()
-        .flat_map(|(t, lives)| lives.into_iter().map(move |l| (t.clone(), l)))
+        .flat_map(|(t, lives)| {
+            lives
+                .into_iter()
+                .filter(opened)
+                .map(move |l| (t.clone(), l))
+        })
         .collect();
     let server_s = format!("\"{server}\"");
     let clients = per_socket.iter().filter(|((_, r), _)| *r == server_s);
@@ -534,7 +371,16 @@ fn three_thousand_connections_none_lost() {
             without_tw += 1;
             assert_eq!(seq[..4], ACTIVE_CLOSER[..4], "client {l}");
         } else {
-            assert_eq!(seq, &ACTIVE_CLOSER, "client {l}");
+            assert_eq!(
+                seq,
+                &ACTIVE_CLOSER,
+                "client {l}; its lines:\n{}",
+                w.transitions()
+                    .filter(|v| v["local"].as_str() == Some(l.trim_matches('"')))
+                    .map(Value::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
         }
     }
     assert!(
@@ -564,27 +410,6 @@ fn three_thousand_connections_none_lost() {
         "{:?}",
         w.stderr
     );
-}
-
-/// A kernel counter from /proc/net/snmp or /proc/net/netstat, e.g. ("TcpExt:",
-/// "TCPTimeWaitOverflow") or ("Tcp:", "OutRsts").
-fn tcp_ext(section: &str, name: &str) -> u64 {
-    let file = if section == "Tcp:" {
-        "/proc/net/snmp"
-    } else {
-        "/proc/net/netstat"
-    };
-    let text = std::fs::read_to_string(file).expect("read the kernel's counters");
-    let mut lines = text.lines().filter(|l| l.starts_with(section));
-    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
-        panic!("no {section} lines in {file}");
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == name)
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or_else(|| panic!("{name} in {file}"))
 }
 
 #[test]
@@ -657,8 +482,8 @@ fn forced_fallback_polls_established_and_time_wait() {
 }
 
 #[test]
-fn half_open_syn_recv_from_a_blackholed_source_is_reported_and_stuck() {
-    if !support::privileged("half_open_syn_recv_from_a_blackholed_source_is_reported_and_stuck") {
+fn half_open_syn_recv_from_a_silent_source_is_reported_and_stuck() {
+    if !support::privileged("half_open_syn_recv_from_a_silent_source_is_reported_and_stuck") {
         return;
     }
     let _shared = WATCHERS.read().unwrap_or_else(|e| e.into_inner());

@@ -1,6 +1,7 @@
 //! Tests of the correlator, from recorded tracepoint and sock_diag observations.
 
 use super::*;
+use crate::probe::sockdiag::DiagSocket;
 
 const C: &str = "127.0.0.1:40000";
 const S: &str = "127.0.0.1:54321";
@@ -193,6 +194,21 @@ mod client_closes_first {
         let out = k.release(u64::MAX);
         assert_seq(&out, C, &["FIN_WAIT1>TIME_WAIT"]);
         assert_eq!(out[0].change.source, Source::Tracepoint);
+    }
+
+    #[test]
+    fn a_lagging_reader_dates_time_wait_by_the_held_peer_fin() {
+        let mut k = Correlator::new(2 * MS);
+        // Both lines read at once, long after: the poll sees TIME_WAIT directly.
+        k.on_trace(set(10, C, S, 5, 7));
+        k.on_trace(set(210, S, C, 8, 9));
+        k.on_mini_poll(2_000 * MS, &[tw(C, S, 6, 58_200)]);
+        let out = k.release(u64::MAX);
+        let tw_at = out
+            .iter()
+            .find(|r| r.change.to == TcpState::TimeWait)
+            .unwrap();
+        assert_eq!(tw_at.change.ts_ns, 210 * MS);
     }
 
     #[test]

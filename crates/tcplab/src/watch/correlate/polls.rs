@@ -1,0 +1,352 @@
+//! The sock_diag side of the correlator: the snapshot, the polls of mini-sockets
+//! (timewait and request sockets) that tracepoints cannot see, and the fallback that
+//! finds every change by comparing polls.
+
+use std::collections::HashSet;
+
+use tcplab_core::event::{Reset, RstDirection, Source, StateChange};
+use tcplab_core::state::TcpState;
+
+use super::{Correlator, Req, Tuple, Tw, MISSES_FOR_GONE, SAME_MOMENT_NS, TIMEWAIT_NS};
+use crate::probe::sockdiag::DiagSocket;
+
+impl Correlator {
+    /// Feeds a poll of the mini-socket states ([`crate::probe::sockdiag::MINI_STATES`]),
+    /// already filtered, taken at `now_ns` after every trace line read so far.
+    pub fn on_mini_poll(&mut self, now_ns: u64, sockets: &[DiagSocket]) {
+        let mut seen_tw = HashSet::new();
+        let mut seen_req = HashSet::new();
+        for s in sockets {
+            let t = (s.local, s.remote);
+            let Some(st) = TcpState::from_linux(u32::from(s.state)) else {
+                continue;
+            };
+            if s.is_timewait() {
+                seen_tw.insert(t);
+                self.on_timewait(now_ns, t, st, s);
+            } else if st == TcpState::SynRecv {
+                seen_req.insert(t);
+                let known = self.req.contains_key(&t) || self.conns.contains_key(&t);
+                if !known {
+                    self.req.insert(
+                        t,
+                        Req {
+                            missing_polls: 0,
+                            child_seen: false,
+                        },
+                    );
+                    let mut c = Self::change(
+                        now_ns,
+                        t,
+                        Some(TcpState::Listen),
+                        TcpState::SynRecv,
+                        Source::Sockdiag,
+                    );
+                    c.cookie = Some(s.cookie);
+                    c.linux = Some("half-open: a request socket, seen by sock_diag poll".into());
+                    self.push(c);
+                }
+            }
+        }
+        // A tracepoint CLOSE with no timewait socket behind it was a real close. A dump
+        // is not atomic (sockets hashed meanwhile can be skipped), so it takes
+        // MISSES_FOR_GONE polls in a row to conclude.
+        let mut closed = Vec::new();
+        for (t, a) in self.awaiting.iter_mut() {
+            a.misses += 1;
+            if a.misses >= MISSES_FOR_GONE {
+                closed.push(*t);
+            }
+        }
+        for t in closed {
+            let Some(a) = self.awaiting.remove(&t) else {
+                continue;
+            };
+            if let Some((rst_ts, reason)) = self.rst_to(t, a.ts_ns) {
+                // The peer answered this tuple with RST after our CLOSE: only a timewait
+                // socket could have sent what it answered. It existed, and the RST killed it.
+                let mut c = Self::change(
+                    a.ts_ns,
+                    t,
+                    Some(a.from),
+                    TcpState::TimeWait,
+                    Source::Tracepoint,
+                );
+                c.linux = Some(format!(
+                    "tracepoint: {} -> CLOSE; a TIME_WAIT mini-socket took over",
+                    a.from
+                ));
+                self.push(c);
+                self.push(Self::tw_killed(t, rst_ts, reason));
+                continue;
+            }
+            let mut c = Self::change(
+                a.ts_ns,
+                t,
+                Some(a.from),
+                TcpState::Closed,
+                Source::Tracepoint,
+            );
+            c.linux = Some(
+                "no timewait socket found: an RST killed it before the first poll, \
+                 or the kernel made none (TcpExtTCPTimeWaitOverflow)"
+                    .into(),
+            );
+            self.push(c);
+        }
+        let mut gone = Vec::new();
+        for (t, tw) in self.tw.iter_mut() {
+            if seen_tw.contains(t) {
+                tw.misses = 0;
+            } else {
+                tw.misses += 1;
+                if tw.misses >= MISSES_FOR_GONE {
+                    gone.push(*t);
+                }
+            }
+        }
+        for t in gone {
+            self.peer_fin.remove(&t);
+            let Some(tw) = self.tw.remove(&t) else {
+                continue;
+            };
+            if tw.substate == TcpState::TimeWait && tw.announced {
+                if let Some((rst_ts, reason)) =
+                    self.rst_to(t, tw.last_seen_ns.saturating_sub(1_000_000_000))
+                {
+                    self.push(Self::tw_killed(t, rst_ts, reason));
+                    continue;
+                }
+            }
+            let expiry = tw.last_seen_ns + u64::from(tw.expires_ms) * 1_000_000;
+            let ts = expiry.clamp(tw.last_seen_ns, now_ns);
+            let mut c = Self::change(ts, t, Some(tw.substate), TcpState::Closed, Source::Sockdiag);
+            c.linux = Some("the timewait socket is gone".into());
+            self.push_found(c, now_ns);
+        }
+        let mut dropped = Vec::new();
+        for (t, r) in self.req.iter_mut() {
+            if seen_req.contains(t) {
+                r.missing_polls = 0;
+                continue;
+            }
+            r.missing_polls += 1;
+            // Two polls: the child's tracepoint events may not have been read at the first.
+            if r.missing_polls >= MISSES_FOR_GONE {
+                dropped.push((*t, r.child_seen));
+            }
+        }
+        for (t, child_seen) in dropped {
+            self.req.remove(&t);
+            if !child_seen {
+                let mut c = Self::change(
+                    now_ns,
+                    t,
+                    Some(TcpState::SynRecv),
+                    TcpState::Closed,
+                    Source::Sockdiag,
+                );
+                c.linux = Some("request socket dropped (SYN,ACK retries exhausted or RST)".into());
+                self.push(c);
+            }
+        }
+    }
+
+    /// An RST sent to `t` at or after `since`: one addressed to it, else one from the
+    /// listener it is connected to (used up, so one RST explains one socket).
+    fn rst_to(&mut self, t: Tuple, since: u64) -> Option<(u64, String)> {
+        if let Some(r) = self.peer_reason.get(&t).filter(|(ts, _)| *ts >= since) {
+            return Some(r.clone());
+        }
+        let i = self
+            .listener_rsts
+            .iter()
+            .position(|(ts, from, _)| *ts >= since && *from == t.1)?;
+        let (ts, _, reason) = self.listener_rsts.remove(i);
+        Some((ts, format!("{reason}, from the listener")))
+    }
+
+    /// TIME_WAIT -> CLOSED by an RST the peer (on this machine) sent at `ts_ns`.
+    fn tw_killed(t: Tuple, ts_ns: u64, reason: String) -> StateChange {
+        let mut c = Self::change(
+            ts_ns,
+            t,
+            Some(TcpState::TimeWait),
+            TcpState::Closed,
+            Source::Tracepoint,
+        );
+        c.rst = Some(Reset {
+            direction: RstDirection::Received,
+            reason: Some(reason),
+        });
+        c.linux = Some(
+            "an RST killed the TIME_WAIT socket (TIME-WAIT assassination, RFC 1337; \
+             net.ipv4.tcp_rfc1337=0); time of the peer's RST"
+                .into(),
+        );
+        c
+    }
+
+    fn on_timewait(&mut self, now_ns: u64, t: Tuple, sub: TcpState, s: &DiagSocket) {
+        // TIME_WAIT's timer started at 60 s when the state began.
+        let entered = (now_ns + u64::from(s.expires_ms) * 1_000_000).saturating_sub(TIMEWAIT_NS);
+        let prev = self
+            .tw
+            .get(&t)
+            .map(|tw| (tw.substate, tw.last_seen_ns, tw.announced));
+        let awaiting = self.awaiting.remove(&t);
+        let mut announced = prev.is_some_and(|p| p.2);
+        if sub == TcpState::TimeWait && !announced {
+            match (&awaiting, prev) {
+                // Neither the tracepoint's CLOSE read yet nor a FIN_WAIT2 seen: wait for
+                // the CLOSE line, which says which state TIME_WAIT followed.
+                (None, None | Some((TcpState::TimeWait, _, _))) => {}
+                (awaiting, prev) => {
+                    let from = awaiting.as_ref().map_or(TcpState::FinWait2, |a| a.from);
+                    let was_fw2_socket = prev.is_some_and(|p| p.0 == TcpState::FinWait2);
+                    let exact = awaiting.as_ref().filter(|a| {
+                        a.from != TcpState::FinWait2
+                            || (!was_fw2_socket && entered <= a.ts_ns + SAME_MOMENT_NS)
+                    });
+                    let mut c = match exact {
+                        Some(a) => {
+                            let mut c =
+                                Self::change(a.ts_ns, t, Some(from), sub, Source::Tracepoint);
+                            c.linux = Some(format!(
+                                "tracepoint: {from} -> CLOSE; a TIME_WAIT mini-socket took over"
+                            ));
+                            c
+                        }
+                        None => {
+                            let lower = awaiting
+                                .as_ref()
+                                .map_or(prev.map_or(0, |p| p.1), |a| a.ts_ns);
+                            // The local peer's FIN, if its LAST_ACK is still held here.
+                            let held_fin = self
+                                .pending
+                                .iter()
+                                .find(|(p, _)| {
+                                    p.local == t.1 && p.remote == t.0 && p.to == TcpState::LastAck
+                                })
+                                .map(|(p, _)| p.ts_ns);
+                            let (ts, linux) = match self.peer_fin.remove(&t).or(held_fin) {
+                                Some(fin) => (fin, "the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN"),
+                                None => (entered, "the FIN reached the FIN_WAIT2 mini-socket"),
+                            };
+                            // Never before what we saw of FIN_WAIT2 (estimates are coarse).
+                            let ts = ts.clamp(lower, now_ns.max(lower));
+                            let mut c = Self::change(ts, t, Some(from), sub, Source::Sockdiag);
+                            c.linux = Some(linux.into());
+                            c
+                        }
+                    };
+                    c.cookie = Some(s.cookie);
+                    self.peer_fin.remove(&t);
+                    announced = true;
+                    if exact.is_some() {
+                        self.push(c);
+                    } else {
+                        self.push_found(c, now_ns);
+                    }
+                }
+            }
+        } else if let Some(a) = &awaiting {
+            if sub == TcpState::FinWait2 && a.from != TcpState::FinWait2 {
+                let mut c = Self::change(a.ts_ns, t, Some(a.from), sub, Source::Tracepoint);
+                c.linux = Some(format!(
+                    "tracepoint: {} -> CLOSE; a FIN_WAIT2 mini-socket took over",
+                    a.from
+                ));
+                self.push(c);
+            }
+        }
+        self.tw.insert(
+            t,
+            Tw {
+                substate: sub,
+                last_seen_ns: now_ns,
+                expires_ms: s.expires_ms,
+                announced,
+                misses: 0,
+            },
+        );
+    }
+
+    /// Feeds the snapshot taken when watching begins (filtered): each socket is
+    /// reported once, with no `from`.
+    pub fn on_snapshot(&mut self, now_ns: u64, sockets: &[DiagSocket]) {
+        for s in sockets {
+            let Some(st) = TcpState::from_linux(u32::from(s.state)) else {
+                continue;
+            };
+            let t = (s.local, s.remote);
+            if s.is_timewait() {
+                let announced = st == TcpState::TimeWait;
+                self.tw.insert(
+                    t,
+                    Tw {
+                        substate: st,
+                        last_seen_ns: now_ns,
+                        expires_ms: s.expires_ms,
+                        announced,
+                        misses: 0,
+                    },
+                );
+            } else if st == TcpState::SynRecv {
+                self.req.insert(
+                    t,
+                    Req {
+                        missing_polls: 0,
+                        child_seen: false,
+                    },
+                );
+            }
+            self.fallback.insert(s.cookie, (t, st));
+            let mut c = Self::change(now_ns, t, None, st, Source::Sockdiag);
+            c.cookie = Some(s.cookie);
+            self.push(c);
+        }
+    }
+
+    /// Feeds a poll of every state (the fallback without tracepoints): changes are
+    /// found by comparing with the previous poll, socket by socket (cookie).
+    pub fn on_full_poll(&mut self, now_ns: u64, sockets: &[DiagSocket]) {
+        // Disappearances first: a socket replaced by another prints in that order.
+        let seen: HashSet<u64> = sockets.iter().map(|s| s.cookie).collect();
+        let mut gone = Vec::new();
+        for cookie in self.fallback.keys() {
+            if seen.contains(cookie) {
+                self.fallback_misses.remove(cookie);
+            } else {
+                let misses = self.fallback_misses.entry(*cookie).or_default();
+                *misses += 1;
+                if *misses >= MISSES_FOR_GONE {
+                    gone.push(*cookie);
+                }
+            }
+        }
+        for cookie in gone {
+            self.fallback_misses.remove(&cookie);
+            if let Some((t, st)) = self.fallback.remove(&cookie) {
+                let mut c = Self::change(now_ns, t, Some(st), TcpState::Closed, Source::Sockdiag);
+                c.cookie = Some(cookie);
+                self.push(c);
+            }
+        }
+        for s in sockets {
+            let Some(st) = TcpState::from_linux(u32::from(s.state)) else {
+                continue;
+            };
+            let t = (s.local, s.remote);
+            let prev = self.fallback.insert(s.cookie, (t, st));
+            let from = match prev {
+                Some((_, p)) if p == st => continue,
+                Some((_, p)) => Some(p),
+                None => None,
+            };
+            let mut c = Self::change(now_ns, t, from, st, Source::Sockdiag);
+            c.cookie = Some(s.cookie);
+            self.push(c);
+        }
+    }
+}
