@@ -476,8 +476,31 @@ pub(super) fn causal_order(
             Anchor::Time => (seg_ts.partition_point(|&t| t <= ts), 0, ts, i),
         }
     };
+    let mut keys: Vec<(usize, u8, u64, usize)> = (0..entries.len()).map(key).collect();
+    // One socket's changes happen in the kernel's order: an anchor may not move a change
+    // before an earlier change of the same endpoint (with crossing FINs, the FIN_WAIT1
+    // made by close() anchors at our FIN, which the wire may release after theirs).
+    for role in [Role::Client, Role::Server] {
+        let mut mine: Vec<usize> = (0..entries.len())
+            .filter(|&i| matches!(&entries[i].item, Item::State(s) if s.role == role))
+            .collect();
+        mine.sort_by_key(|&i| (entries[i].ts_ns, i));
+        let mut latest: Option<(usize, u8, u64, usize)> = None;
+        for i in mine {
+            if let Some(prev) = latest {
+                if keys[i] < prev {
+                    keys[i] = (prev.0, prev.1, prev.2, prev.3.max(i));
+                    // Still after `prev`, which it now ties with but for the index.
+                    if keys[i] <= prev {
+                        keys[i].3 = prev.3 + 1;
+                    }
+                }
+            }
+            latest = Some(keys[i]);
+        }
+    }
     let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by_key(|&i| key(i));
+    order.sort_by_key(|&i| keys[i]);
     let mut new_pos = vec![0; entries.len()];
     for (pos, &old) in order.iter().enumerate() {
         new_pos[old] = pos;

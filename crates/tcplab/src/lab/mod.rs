@@ -71,8 +71,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             args.scenario
         )
     })?;
-    let (place, place_note) = Place::choose();
-    let observed = run::run(scenario, &place)?;
+    let (mut place, place_note) = Place::for_scenario(scenario)?;
+    let observed = run::run(scenario, &mut place)?;
     let conn = connection(&observed);
     let title = format!("tcplab lab {}: {}", scenario.name, scenario.about);
     args.view.write_files(&title, &conn)?;
@@ -89,6 +89,9 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "{title}")?;
         let place_text = match &place {
             Place::Namespace(_) => "a private network namespace (deleted afterwards)",
+            Place::TwoHost(_) => {
+                "two hosts, 192.0.2.1 and 192.0.2.2, joined by tcplab's wire (deleted afterwards)"
+            }
             Place::Loopback => "this machine's loopback",
         };
         writeln!(stdout, "ran in {place_text}")?;
@@ -129,13 +132,15 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
 
 /// `--check-all`: every experiment, one line each, then the count.
 fn check_all(out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let (place, note) = Place::choose();
-    if let Some(note) = note {
-        writeln!(out, "note: {note}")?;
-    }
     let mut failed = 0;
     for scenario in SCENARIOS {
-        let verdict = match run::run(scenario, &place) {
+        let run = Place::for_scenario(scenario).and_then(|(mut place, note)| {
+            if let Some(note) = note {
+                writeln!(out, "note: {note}")?;
+            }
+            run::run(scenario, &mut place)
+        });
+        let verdict = match run {
             Ok(observed) => {
                 let conn = connection(&observed);
                 let diffs =
@@ -163,13 +168,20 @@ fn check_all(out: &mut impl Write) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The run's connection on one timeline.
+/// The run's connection on one timeline, with the wire's losses marked.
 pub fn connection(observed: &Observed) -> Connection {
-    timeline::build_connection(
+    let mut conn = timeline::build_connection(
         observed.client,
         observed.server,
         &observed.segments,
         &observed.changes,
         &observed.calls,
-    )
+    );
+    for e in &mut conn.entries {
+        if let timeline::Item::Segment(s) = &mut e.item {
+            let key = (s.segment.ts_ns, s.segment.seq, s.segment.flags);
+            s.lost = observed.lost.contains(&key);
+        }
+    }
+    conn
 }

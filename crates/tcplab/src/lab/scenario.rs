@@ -35,6 +35,10 @@ pub struct Scenario {
     pub segments: &'static [&'static str],
     /// The error the client's socket call returns, if any.
     pub errno: Option<&'static str>,
+    /// Wire rules: run between two hosts joined by tcplab's wire (root only).
+    pub wire: Option<&'static str>,
+    /// The client's pause after the banner and before closing, in ms (0: none).
+    pub pace_ms: u64,
 }
 
 impl Scenario {
@@ -68,6 +72,8 @@ pub const SCENARIOS: &[Scenario] = &[
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
         segments: &["S", "S.", "P.", "P.", "P.", "P.", "F.", "F."],
         errno: None,
+        wire: None,
+        pace_ms: 0,
     },
     Scenario {
         name: "client-close",
@@ -80,6 +86,8 @@ pub const SCENARIOS: &[Scenario] = &[
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
         segments: &["S", "S.", "P.", "P.", "P.", "F.", "F."],
         errno: None,
+        wire: None,
+        pace_ms: 0,
     },
     Scenario {
         name: "half-close",
@@ -92,6 +100,8 @@ pub const SCENARIOS: &[Scenario] = &[
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
         segments: &["S", "S.", "P.", "P.", "F.", "P.", "F."],
         errno: None,
+        wire: None,
+        pace_ms: 0,
     },
     Scenario {
         name: "abortive-close",
@@ -104,6 +114,8 @@ pub const SCENARIOS: &[Scenario] = &[
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSED"],
         segments: &["S", "S.", "P.", "P.", "P.", "R."],
         errno: None,
+        wire: None,
+        pace_ms: 0,
     },
     Scenario {
         name: "refused",
@@ -116,6 +128,8 @@ pub const SCENARIOS: &[Scenario] = &[
         server_path: &[],
         segments: &["S", "R."],
         errno: Some("ECONNREFUSED"),
+        wire: None,
+        pace_ms: 0,
     },
     Scenario {
         name: "unread-data-reset",
@@ -128,6 +142,39 @@ pub const SCENARIOS: &[Scenario] = &[
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSED"],
         segments: &["S", "S.", "P.", "P.", "P.", "R."],
         errno: None,
+        wire: None,
+        pace_ms: 0,
+    },
+    Scenario {
+        name: "simultaneous-close",
+        about: "both ends close at once (the wire holds the first FIN until the other \
+                exists): FIN_WAIT1 -> CLOSING on both sides",
+        lines: &["quit"],
+        close: CloseStyle::Fin,
+        crlf: false,
+        target: Target::Server,
+        client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "CLOSING", "TIME_WAIT"],
+        server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "CLOSING", "TIME_WAIT"],
+        segments: &["S", "S.", "P.", "P.", "F.", "F."],
+        errno: None,
+        wire: Some("hold-first-fin"),
+        // The server's FIN reaches the wire (and is held) before the client closes.
+        pace_ms: 200,
+    },
+    Scenario {
+        name: "syn-loss",
+        about: "the wire loses the first SYN: the client retransmits it after 1 s \
+                (tcp_syn_linear_timeouts), then the echo experiment goes on",
+        lines: &["hello", "quit"],
+        close: CloseStyle::Wait,
+        crlf: false,
+        target: Target::Server,
+        client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+        server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
+        segments: &["S", "S", "S.", "P.", "P.", "P.", "P.", "F.", "F."],
+        errno: None,
+        wire: Some("drop=c:1"),
+        pace_ms: 0,
     },
 ];
 

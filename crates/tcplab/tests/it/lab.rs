@@ -95,6 +95,21 @@ fn echo_calls_are_in_causal_order() {
     assert!(position(&conn, "server", "close()") < position(&conn, "client", "read() = 0 (EOF)"));
 }
 
+/// Every experiment, as `--list` prints them.
+const EXPERIMENTS: [&str; 8] = [
+    "echo",
+    "client-close",
+    "half-close",
+    "abortive-close",
+    "refused",
+    "unread-data-reset",
+    "simultaneous-close",
+    "syn-loss",
+];
+
+/// Those that need two hosts and the wire (root only).
+const ON_THE_WIRE: [&str; 2] = ["simultaneous-close", "syn-loss"];
+
 #[test]
 fn every_experiment_runs() {
     let out = lab(&["--list"]);
@@ -103,20 +118,83 @@ fn every_experiment_runs() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "echo",
-            "client-close",
-            "half-close",
-            "abortive-close",
-            "refused",
-            "unread-data-reset"
-        ]
-    );
+    assert_eq!(names, EXPERIMENTS);
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
     for name in names {
+        if ON_THE_WIRE.contains(&name) && !root {
+            continue;
+        }
         let conn = timeline(name);
         assert!(!calls(&conn, "client").is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn every_experiment_repeats_exactly_five_times_in_a_row() {
+    if !support::privileged("every_experiment_repeats_exactly_five_times_in_a_row") {
+        return;
+    }
+    for name in EXPERIMENTS {
+        let mut first: Option<(Vec<String>, Vec<String>, Vec<String>)> = None;
+        for run in 0..5 {
+            let out = lab(&[name, "--json", "--check"]);
+            assert_eq!(out.status.code(), Some(0), "{name} run {run}: {out:?}");
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let conn = &doc["connections"][0];
+            let seen = (
+                path(conn, "client"),
+                path(conn, "server"),
+                significant_flags(conn),
+            );
+            match &first {
+                None => first = Some(seen),
+                Some(f) => assert_eq!(&seen, f, "{name} run {run} differs from run 0"),
+            }
+        }
+    }
+}
+
+#[test]
+fn nothing_of_tcplab_is_left_behind_after_experiments() {
+    if !support::privileged("nothing_of_tcplab_is_left_behind_after_experiments") {
+        return;
+    }
+    for name in ["echo", "simultaneous-close"] {
+        assert_eq!(lab(&[name, "--json"]).status.code(), Some(0), "{name}");
+    }
+    // No link of the two hosts in this namespace, no named namespace of ours.
+    for dev in std::fs::read_dir("/sys/class/net").unwrap() {
+        let dev = dev.unwrap().file_name().to_string_lossy().to_string();
+        assert!(!dev.starts_with("tcplab"), "link {dev} left behind");
+    }
+    if let Ok(dir) = std::fs::read_dir("/run/netns") {
+        for ns in dir {
+            let ns = ns.unwrap().file_name().to_string_lossy().to_string();
+            assert!(!ns.contains("tcplab"), "namespace {ns} left behind");
+        }
+    }
+    // Every tracefs instance of tcplab belongs to a process that is still running
+    // (another test's watcher); none of a finished run is left.
+    for root in [
+        "/sys/kernel/tracing/instances",
+        "/sys/kernel/debug/tracing/instances",
+    ] {
+        let Ok(dir) = std::fs::read_dir(root) else {
+            continue;
+        };
+        for inst in dir {
+            let name = inst.unwrap().file_name().to_string_lossy().to_string();
+            if let Some(pid) = name
+                .strip_prefix("tcplab-")
+                .and_then(|rest| rest.split('-').next())
+            {
+                assert!(
+                    std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                    "tracefs instance {name} of a finished process left behind"
+                );
+            }
+        }
     }
 }
 
@@ -387,7 +465,7 @@ fn check_passes_when_the_kernel_does_what_the_rfc_says() {
     let out = lab(&["--check-all"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(text.ends_with("6 passed, 0 failed\n"), "{text}");
+    assert!(text.ends_with("8 passed, 0 failed\n"), "{text}");
 }
 
 #[test]
