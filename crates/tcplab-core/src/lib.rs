@@ -13,15 +13,20 @@
 //! - [`flow`]: connection keys, direction, relative sequence numbers.
 //! - [`pcap`]: pcap and pcapng read from bytes, pcapng written.
 //! - [`filter`]: the capture filter language, compiled to classic BPF.
+//! - [`impair`]: the impairable wire's decision engine (drop, hold, delay, reorder, dup).
+//! - [`sysctl`]: the kernel parameters that shape the scenarios, with one line each.
 //! - [`render`]: text out: tcpdump-style packet views, ladder, Mermaid, JSON.
 #![forbid(unsafe_code)]
 
 pub mod event;
+pub mod expect;
 pub mod filter;
 pub mod flow;
+pub mod impair;
 pub mod pcap;
 pub mod protocol;
 pub mod render;
 pub mod state;
+pub mod sysctl;
 pub mod timeline;
 pub mod wire;

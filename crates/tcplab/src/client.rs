@@ -216,9 +216,18 @@ impl Reader<'_> {
 impl Script {
     /// Runs the script on a connected stream, reporting each step to `observe`.
     pub fn run(&self, stream: TcpStream, observe: &mut dyn FnMut(Step)) -> Result<(), Failure> {
-        let peer = stream
-            .peer_addr()
-            .map_err(|e| io_failure("getpeername", e))?;
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            // ENOTCONN right after connect(): the peer reset the connection already. A
+            // read surfaces the pending error (ECONNRESET), which is the real story.
+            Err(e) => {
+                let mut byte = [0u8; 1];
+                return Err(match (&stream).read(&mut byte) {
+                    Err(read_error) => io_failure("read", read_error),
+                    Ok(_) => io_failure("getpeername", e),
+                });
+            }
+        };
         let local = stream
             .local_addr()
             .map_err(|e| io_failure("getsockname", e))?;

@@ -26,5 +26,8 @@ pub mod netns;
 pub mod probe;
 pub mod replay;
 pub mod server;
+pub mod sysctl;
+pub mod tunwire;
+pub mod twohost;
 pub mod view;
 pub mod watch;

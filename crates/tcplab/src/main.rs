@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tcplab::{bench, capture, client, exit, lab, replay, server, watch};
+use tcplab::{bench, capture, client, exit, lab, replay, server, sysctl, watch};
 
 /// See a TCP connection's whole life, exactly as the Linux kernel lived it.
 #[derive(Debug, Parser)]
@@ -29,6 +29,8 @@ enum Command {
     Watch(watch::Args),
     /// Timeline and ladder diagram of a pcap/pcapng file, states inferred.
     Replay(replay::Args),
+    /// List the kernel's TCP parameters that shape the scenarios, with what each does.
+    Sysctl(sysctl::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Capture(args) => capture::main(args),
         Command::Watch(args) => watch::main(args),
         Command::Replay(args) => replay::main(args),
+        Command::Sysctl(args) => sysctl::main(args),
     };
     exit::report(result)
 }

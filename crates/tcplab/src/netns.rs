@@ -69,6 +69,100 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// The namespace's inode number (what `/proc/PID/ns/net` links to as `net:[INODE]`),
+    /// to tell namespaces apart and to check that none is left behind.
+    pub fn inode(&self) -> io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        Ok(File::from(self.fd.try_clone()?).metadata()?.ino())
+    }
+
+    /// A path naming this namespace that other processes can open while tcplab lives
+    /// (`/proc/PID/fd/N`): what `ip link ... netns PATH` takes, since an anonymous
+    /// namespace has no name under /run/netns.
+    pub fn proc_path(&self) -> String {
+        format!("/proc/{}/fd/{}", std::process::id(), self.fd.as_raw_fd())
+    }
+
+    /// Reads sysctl `name` (e.g. `net.ipv4.tcp_fin_timeout`) as seen inside the
+    /// namespace. Only `net.*` names: the others are not per namespace.
+    pub fn sysctl(&self, name: &str) -> io::Result<String> {
+        let path = sysctl_path(name)?;
+        self.run(move || std::fs::read_to_string(&path).map(|v| v.trim_end().to_string()))?
+    }
+
+    /// Sets sysctl `name` to `value` inside the namespace, never on the host: the write
+    /// happens on a thread that entered the namespace, and /proc/sys/net shows the
+    /// writer's namespace. Only `net.*` names; a name that is global (registered for the
+    /// host's namespace only, like `net.ipv4.tcp_max_orphans`) does not exist inside, so the
+    /// write fails with NotFound instead of touching the host.
+    pub fn set_sysctl(&self, name: &str, value: &str) -> io::Result<()> {
+        let path = sysctl_path(name)?;
+        let value = value.to_string();
+        self.run(move || std::fs::write(&path, value))?
+            .map_err(|e| io::Error::new(e.kind(), format!("sysctl {name}: {e}")))
+    }
+
+    /// Runs `ip ARGS` inside the namespace and fails with its stderr if it fails.
+    /// The child inherits the network namespace of the thread that forks it, so it is
+    /// started from a thread inside.
+    pub fn ip(&self, args: &[&str]) -> io::Result<()> {
+        let shown = args.join(" ");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let output = self.run(move || {
+            std::process::Command::new("ip")
+                .args(&args)
+                .output()
+                .map_err(|e| io::Error::new(e.kind(), format!("running ip (iproute2): {e}")))
+        })??;
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(io::Error::other(format!(
+            "ip {shown}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+
+    /// Silences IPv6 autoconfiguration in the namespace (no router solicitations, no
+    /// duplicate address detection, no link-local address on new devices), so the
+    /// experiment's wire carries only the experiment. Call before creating devices:
+    /// new devices copy `conf/default`.
+    pub fn quiet_ipv6(&self) -> io::Result<()> {
+        for conf in ["all", "default"] {
+            for (key, value) in [
+                ("accept_ra", "0"),
+                ("autoconf", "0"),
+                ("dad_transmits", "0"),
+                ("router_solicitations", "0"),
+                ("addr_gen_mode", "1"),
+            ] {
+                self.set_sysctl(&format!("net.ipv6.conf.{conf}.{key}"), value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `net.ipv4.tcp_fin_timeout` → `/proc/sys/net/ipv4/tcp_fin_timeout`, refusing names
+/// outside `net.` and anything that could climb out of /proc/sys/net.
+fn sysctl_path(name: &str) -> io::Result<String> {
+    let valid = name.starts_with("net.")
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    if !valid {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("sysctl '{name}': only net.* names are per namespace"),
+        ));
+    }
+    Ok(format!("/proc/sys/{}", name.replace('.', "/")))
+}
+
 /// Sets IFF_UP on interface `name` of the calling thread's namespace (SIOCSIFFLAGS).
 fn set_up(name: &str) -> io::Result<()> {
     // SAFETY: a plain socket() call; the result is checked and owned at once.

@@ -9,9 +9,9 @@ use crate::timeline::{flags, Cause, Connection, Item, Role};
 
 const ROW: f64 = 24.0;
 const TOP: f64 = 70.0;
-const WIDTH: f64 = 980.0;
-const CLIENT_X: f64 = 300.0;
-const SERVER_X: f64 = 720.0;
+const WIDTH: f64 = 1100.0;
+const CLIENT_X: f64 = 380.0;
+const SERVER_X: f64 = 800.0;
 const CLIENT_COLOR: &str = "#1f6fd1";
 const SERVER_COLOR: &str = "#d1661f";
 
@@ -102,7 +102,7 @@ pub fn ladder(conn: &Connection) -> String {
                     title = xml(&format!("{label} win={} {preview}", sg.window)),
                     y1 = y - ROW * 0.6,
                     mid = (CLIENT_X + SERVER_X) / 2.0,
-                    ty = y - ROW * 0.35,
+                    ty = y - ROW * 0.3 - 5.0,
                     label = xml(&label),
                 );
                 if seg.lost {
@@ -140,8 +140,8 @@ pub fn ladder(conn: &Connection) -> String {
             }
             Item::Call(c) => {
                 let (x, anchor) = match c.role {
-                    Role::Client => (CLIENT_X - 130.0, "end"),
-                    Role::Server => (SERVER_X + 130.0, "start"),
+                    Role::Client => (CLIENT_X - 100.0, "end"),
+                    Role::Server => (SERVER_X + 100.0, "start"),
                 };
                 let _ = writeln!(
                     s,

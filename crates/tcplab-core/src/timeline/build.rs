@@ -7,6 +7,7 @@ use super::{
     flags, Call, CallEntry, Cause, Connection, Entry, Item, Role, Segment, SegmentEntry, StateEntry,
 };
 use crate::event::{RstDirection, StateChange};
+use crate::flow::{Endpoint, FlowKey, SegmentNumbers, WiresharkSeq};
 use crate::state::{self, TcpState};
 
 /// Segments of one connection, with the roles decided.
@@ -76,9 +77,8 @@ pub(super) fn seq_ge(a: u32, b: u32) -> bool {
 }
 
 /// Turns one conversation's segments into timeline entries: relative numbers by
-/// Wireshark's rules (base = ISN at the SYN; else seq − 1 of the first segment; a
-/// direction without one takes ack − 1 of the other's first ACK) and retransmission
-/// marks (sequence space sent before, or a repeated SYN/FIN).
+/// Wireshark's rules ([`WiresharkSeq`]) and retransmission marks (sequence space sent
+/// before, or a repeated SYN/FIN).
 pub(super) fn segment_entries(conv: &Conversation) -> Vec<Entry> {
     let role_of = |a: SocketAddr| {
         if a == conv.client {
@@ -87,21 +87,13 @@ pub(super) fn segment_entries(conv: &Conversation) -> Vec<Entry> {
             Role::Server
         }
     };
-    let mut base: [Option<u32>; 2] = [None, None];
     let idx = |r: Role| usize::from(r == Role::Server);
-    for s in &conv.segments {
-        let me = idx(role_of(s.src));
-        if base[me].is_none() {
-            base[me] = Some(if s.has(flags::SYN) {
-                s.seq
-            } else {
-                s.seq.wrapping_sub(1)
-            });
-        }
-        if base[1 - me].is_none() && s.has(flags::ACK) {
-            base[1 - me] = Some(s.ack.wrapping_sub(1));
-        }
-    }
+    // The same relative numbers as `capture --json` and Wireshark show.
+    let mut relative = WiresharkSeq::default();
+    let endpoint = |a: SocketAddr| Endpoint {
+        addr: a.ip(),
+        port: a.port(),
+    };
     let mut next: [Option<u32>; 2] = [None, None];
     conv.segments
         .iter()
@@ -114,16 +106,22 @@ pub(super) fn segment_entries(conv: &Conversation) -> Vec<Entry> {
             if next[me].is_none_or(|n| seq_ge(end, n)) {
                 next[me] = Some(end);
             }
+            let (key, dir) = FlowKey::new(endpoint(s.src), endpoint(s.dst));
+            let rel = relative.observe(
+                key,
+                dir,
+                SegmentNumbers {
+                    flags: s.flags,
+                    seq: s.seq,
+                    ack: s.ack,
+                },
+            );
             Entry {
                 ts_ns: s.ts_ns,
                 item: Item::Segment(SegmentEntry {
                     from,
-                    rel_seq: s.seq.wrapping_sub(base[me].unwrap_or(s.seq)),
-                    rel_ack: if s.has(flags::ACK) {
-                        s.ack.wrapping_sub(base[1 - me].unwrap_or(s.ack))
-                    } else {
-                        0
-                    },
+                    rel_seq: rel.seq,
+                    rel_ack: rel.ack,
                     segment: s.clone(),
                     retransmission,
                     lost: false,
@@ -478,8 +476,31 @@ pub(super) fn causal_order(
             Anchor::Time => (seg_ts.partition_point(|&t| t <= ts), 0, ts, i),
         }
     };
+    let mut keys: Vec<(usize, u8, u64, usize)> = (0..entries.len()).map(key).collect();
+    // One socket's changes happen in the kernel's order: an anchor may not move a change
+    // before an earlier change of the same endpoint (with crossing FINs, the FIN_WAIT1
+    // made by close() anchors at our FIN, which the wire may release after theirs).
+    for role in [Role::Client, Role::Server] {
+        let mut mine: Vec<usize> = (0..entries.len())
+            .filter(|&i| matches!(&entries[i].item, Item::State(s) if s.role == role))
+            .collect();
+        mine.sort_by_key(|&i| (entries[i].ts_ns, i));
+        let mut latest: Option<(usize, u8, u64, usize)> = None;
+        for i in mine {
+            if let Some(prev) = latest {
+                if keys[i] < prev {
+                    keys[i] = (prev.0, prev.1, prev.2, prev.3.max(i));
+                    // Still after `prev`, which it now ties with but for the index.
+                    if keys[i] <= prev {
+                        keys[i].3 = prev.3 + 1;
+                    }
+                }
+            }
+            latest = Some(keys[i]);
+        }
+    }
     let mut order: Vec<usize> = (0..entries.len()).collect();
-    order.sort_by_key(|&i| key(i));
+    order.sort_by_key(|&i| keys[i]);
     let mut new_pos = vec![0; entries.len()];
     for (pos, &old) in order.iter().enumerate() {
         new_pos[old] = pos;

@@ -9,10 +9,11 @@ mod probes;
 mod run;
 mod scenario;
 
-use std::io::Write as _;
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use tcplab_core::expect;
 use tcplab_core::timeline::{self, Connection};
 
 use crate::view::ViewArgs;
@@ -36,6 +37,20 @@ pub struct Args {
     /// state changes it caused (Wireshark shows it as the packet comment).
     #[arg(long, value_name = "FILE")]
     pub pcapng: Option<std::path::PathBuf>,
+    /// Check the run against the experiment's expectations (state paths, segments,
+    /// errno); print a diff and exit 1 when the kernel did something else.
+    #[arg(long)]
+    pub check: bool,
+    /// Run every experiment with --check and print a pass/fail table.
+    #[arg(long)]
+    pub check_all: bool,
+    /// With --check: expect this client path instead (e.g. your own prediction:
+    /// `CLOSED,SYN_SENT,ESTABLISHED,...`).
+    #[arg(long, value_name = "PATH", requires = "check")]
+    pub expect_client: Option<String>,
+    /// With --check: expect this server path instead.
+    #[arg(long, value_name = "PATH", requires = "check")]
+    pub expect_server: Option<String>,
 }
 
 /// `tcplab lab`.
@@ -47,14 +62,17 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if args.check_all {
+        return check_all(&mut stdout);
+    }
     let scenario = scenario::find(&args.scenario).with_context(|| {
         format!(
             "unknown experiment '{}' (tcplab lab --list shows them)",
             args.scenario
         )
     })?;
-    let (place, place_note) = Place::choose();
-    let observed = run::run(scenario, &place)?;
+    let (mut place, place_note) = Place::for_scenario(scenario)?;
+    let observed = run::run(scenario, &mut place)?;
     let conn = connection(&observed);
     let title = format!("tcplab lab {}: {}", scenario.name, scenario.about);
     args.view.write_files(&title, &conn)?;
@@ -71,6 +89,9 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(stdout, "{title}")?;
         let place_text = match &place {
             Place::Namespace(_) => "a private network namespace (deleted afterwards)",
+            Place::TwoHost(_) => {
+                "two hosts, 192.0.2.1 and 192.0.2.2, joined by tcplab's wire (deleted afterwards)"
+            }
             Place::Loopback => "this machine's loopback",
         };
         writeln!(stdout, "ran in {place_text}")?;
@@ -85,16 +106,82 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             writeln!(stdout, "client saw: {err}")?;
         }
     }
+    if args.check {
+        let mut expected = scenario.expected();
+        if let Some(path) = &args.expect_client {
+            expected.client = expect::parse_path(path).context("--expect-client")?;
+        }
+        if let Some(path) = &args.expect_server {
+            expected.server = expect::parse_path(path).context("--expect-server")?;
+        }
+        let diffs = expect::compare(&expected, &expect::seen(&conn, observed.errno()));
+        // The verdict goes to stderr, so --json stays one document on stdout.
+        if diffs.is_empty() {
+            eprintln!("check {}: pass", scenario.name);
+        } else {
+            eprint!(
+                "check {}: FAIL: the kernel did something else\n{}",
+                scenario.name,
+                expect::render_diff(&diffs)
+            );
+            return Ok(ExitCode::from(crate::exit::FAILURE));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The run's connection on one timeline.
+/// `--check-all`: every experiment, one line each, then the count.
+fn check_all(out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let mut failed = 0;
+    for scenario in SCENARIOS {
+        let run = Place::for_scenario(scenario).and_then(|(mut place, note)| {
+            if let Some(note) = note {
+                writeln!(out, "note: {note}")?;
+            }
+            run::run(scenario, &mut place)
+        });
+        let verdict = match run {
+            Ok(observed) => {
+                let conn = connection(&observed);
+                let diffs =
+                    expect::compare(&scenario.expected(), &expect::seen(&conn, observed.errno()));
+                if diffs.is_empty() {
+                    "pass".to_string()
+                } else {
+                    failed += 1;
+                    let what: Vec<&str> = diffs.iter().map(|d| d.what).collect();
+                    format!("FAIL ({})", what.join(", "))
+                }
+            }
+            Err(err) => {
+                failed += 1;
+                format!("ERROR ({err:#})")
+            }
+        };
+        writeln!(out, "{:<18} {verdict}", scenario.name)?;
+    }
+    writeln!(out, "{} passed, {failed} failed", SCENARIOS.len() - failed)?;
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::exit::FAILURE)
+    })
+}
+
+/// The run's connection on one timeline, with the wire's losses marked.
 pub fn connection(observed: &Observed) -> Connection {
-    timeline::build_connection(
+    let mut conn = timeline::build_connection(
         observed.client,
         observed.server,
         &observed.segments,
         &observed.changes,
         &observed.calls,
-    )
+    );
+    for e in &mut conn.entries {
+        if let timeline::Item::Segment(s) = &mut e.item {
+            let key = (s.segment.ts_ns, s.segment.seq, s.segment.flags);
+            s.lost = observed.lost.contains(&key);
+        }
+    }
+    conn
 }

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use tcplab_core::event::StateChange;
 use tcplab_core::timeline::{self, Segment};
 
-use super::run::Place;
+use super::run::{Host, Place};
 use crate::clock;
 use crate::probe::capture::Capture;
 use crate::probe::sockdiag::{self, SockDiag};
@@ -99,6 +99,8 @@ impl Probes {
         let stop = Arc::new(AtomicBool::new(false));
         let mut missing = Vec::new();
         let capture = match start_capture(place, port, Arc::clone(&stop)) {
+            // Two hosts: the wire sees every segment (lost ones too), no capture needed.
+            _ if matches!(place, Place::TwoHost(_)) => None,
             Ok(handle) => Some(handle),
             Err(err) => {
                 missing.push(format!(
@@ -217,7 +219,7 @@ fn start_capture(
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .context("empty filter")?;
     let (armed_tx, armed_rx) = mpsc::channel();
-    let handle = place.spawn(move || -> anyhow::Result<Captured> {
+    let handle = place.spawn_on(Host::Server, move || -> anyhow::Result<Captured> {
         let mut capture = match Capture::open("lo", Some(&expr)) {
             Ok(c) => {
                 let _ = armed_tx.send(Ok(()));
@@ -280,15 +282,19 @@ fn start_trace(
     port: u16,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<Traced>>> {
-    let mut diag = place.run(SockDiag::open)??;
-    diag.set_ports(&[port]);
-    let handle = std::thread::spawn(move || trace_loop(instance, diag, port, &stop));
+    let mut diags = Vec::new();
+    for &host in place.hosts() {
+        let mut diag = place.run_on(host, SockDiag::open)??;
+        diag.filter_ports(&[port]);
+        diags.push(diag);
+    }
+    let handle = std::thread::spawn(move || trace_loop(instance, diags, port, &stop));
     Ok(handle)
 }
 
 fn trace_loop(
     mut instance: Option<Instance>,
-    mut diag: SockDiag,
+    mut diags: Vec<SockDiag>,
     port: u16,
     stop: &AtomicBool,
 ) -> anyhow::Result<Traced> {
@@ -305,23 +311,13 @@ fn trace_loop(
                     }
                 }
                 let now = clock::mono_ns();
-                let mini: Vec<_> = diag
-                    .dump(sockdiag::MINI_STATES)
-                    .context("sock_diag dump")?
-                    .into_iter()
-                    .filter(ours)
-                    .collect();
+                let mini = dump_all(&mut diags, sockdiag::MINI_STATES, &ours)?;
                 corr.on_mini_poll(now, &mini);
             }
             None => {
                 // Poll as often as a dump allows: every state that lasts longer than a
                 // dump is seen.
-                let all: Vec<_> = diag
-                    .dump(sockdiag::ALL_STATES)
-                    .context("sock_diag dump")?
-                    .into_iter()
-                    .filter(ours)
-                    .collect();
+                let all = dump_all(&mut diags, sockdiag::ALL_STATES, &ours)?;
                 corr.on_full_poll(clock::mono_ns(), &all);
             }
         }
@@ -338,6 +334,24 @@ fn trace_loop(
     changes.extend(corr.release_all().into_iter().map(|r| r.change));
     let lost = corr.lost + instance.as_ref().map_or(0, Instance::lost_events);
     Ok(Traced { changes, lost })
+}
+
+/// One dump of every host's sockets in `states`, ours only.
+fn dump_all(
+    diags: &mut [SockDiag],
+    states: u32,
+    ours: &impl Fn(&sockdiag::DiagSocket) -> bool,
+) -> anyhow::Result<Vec<sockdiag::DiagSocket>> {
+    let mut all = Vec::new();
+    for diag in diags {
+        all.extend(
+            diag.dump(states)
+                .context("sock_diag dump")?
+                .into_iter()
+                .filter(ours),
+        );
+    }
+    Ok(all)
 }
 
 /// The client's address when the run could not learn it from its socket (a refused

@@ -17,14 +17,27 @@ use crate::exit::Failure;
 use crate::log::{Collected, Log, RecordKind};
 use crate::netns::Netns;
 use crate::server::{self, ListenOptions};
+use crate::twohost::{Link, TwoHost};
+use tcplab_core::impair::{Rules, WireEvent};
 
 /// Where the experiment ran.
 #[derive(Debug)]
 pub enum Place {
     /// A private network namespace (root): nothing else on its loopback.
     Namespace(Netns),
+    /// Two hosts, 192.0.2.1 and 192.0.2.2, joined by the impairable wire.
+    TwoHost(TwoHost),
     /// The machine's own loopback (no privileges for a namespace).
     Loopback,
+}
+
+/// Which host of a place (the same one except in two-host mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    /// Where the client runs.
+    Client,
+    /// Where the server runs.
+    Server,
 }
 
 impl Place {
@@ -48,13 +61,52 @@ impl Place {
         }
     }
 
-    /// Spawns a thread inside this place.
-    pub fn spawn<T: Send + 'static>(
+    /// The place `scenario` needs: two hosts joined by the wire when it has wire rules
+    /// (root only), else as [`Place::choose`].
+    pub fn for_scenario(scenario: &Scenario) -> anyhow::Result<(Place, Option<String>)> {
+        match scenario.wire {
+            Some(spec) => {
+                let rules: Rules = spec
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("wire rules {spec:?}: {e}"))?;
+                let hosts = TwoHost::new(Link::Wire(rules)).with_context(|| {
+                    format!(
+                        "experiment '{}' needs two hosts and the wire",
+                        scenario.name
+                    )
+                })?;
+                Ok((Place::TwoHost(hosts), None))
+            }
+            None => Ok(Place::choose()),
+        }
+    }
+
+    /// The namespace of `host`, if any.
+    fn netns(&self, host: Host) -> Option<&Netns> {
+        match (self, host) {
+            (Place::Namespace(ns), _) => Some(ns),
+            (Place::TwoHost(h), Host::Client) => Some(&h.client),
+            (Place::TwoHost(h), Host::Server) => Some(&h.server),
+            (Place::Loopback, _) => None,
+        }
+    }
+
+    /// The server's IP address in this place.
+    pub fn server_ip(&self) -> std::net::IpAddr {
+        match self {
+            Place::TwoHost(_) => crate::twohost::SERVER_V4.into(),
+            _ => Ipv4Addr::LOCALHOST.into(),
+        }
+    }
+
+    /// Spawns a thread on `host`.
+    pub fn spawn_on<T: Send + 'static>(
         &self,
+        host: Host,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> std::io::Result<std::thread::JoinHandle<T>> {
-        match self {
-            Place::Namespace(ns) => {
+        match self.netns(host) {
+            Some(ns) => {
                 let inner = ns.spawn(f)?;
                 // Flatten: a failure to enter the namespace becomes a panic of the join,
                 // which the caller reports.
@@ -64,20 +116,37 @@ impl Place {
                     Err(panic) => std::panic::resume_unwind(panic),
                 }))
             }
-            Place::Loopback => Ok(std::thread::spawn(f)),
+            None => Ok(std::thread::spawn(f)),
         }
     }
 
-    /// Runs `f` on a thread inside this place and returns its result.
-    pub fn run<T: Send + 'static>(
+    /// Runs `f` on a thread on `host` and returns its result.
+    pub fn run_on<T: Send + 'static>(
         &self,
+        host: Host,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> anyhow::Result<T> {
-        match self {
-            Place::Namespace(ns) => Ok(ns.run(f)?),
-            Place::Loopback => std::thread::spawn(f)
+        match self.netns(host) {
+            Some(ns) => Ok(ns.run(f)?),
+            None => std::thread::spawn(f)
                 .join()
                 .map_err(|_| anyhow::anyhow!("experiment thread panicked")),
+        }
+    }
+
+    /// The hosts whose sockets the probes must poll (one, or two in two-host mode).
+    pub fn hosts(&self) -> &'static [Host] {
+        match self {
+            Place::TwoHost(_) => &[Host::Client, Host::Server],
+            _ => &[Host::Server],
+        }
+    }
+
+    /// Stops the wire, if there is one, and returns what it did.
+    pub fn stop_wire(&mut self) -> Vec<WireEvent> {
+        match self {
+            Place::TwoHost(h) => h.stop_wire().unwrap_or_default(),
+            _ => Vec::new(),
         }
     }
 }
@@ -93,6 +162,8 @@ pub struct Observed {
     pub calls: Vec<Call>,
     /// Segments, if a capture ran.
     pub segments: Vec<Segment>,
+    /// Segments the wire lost: (time, seq, flags) of each.
+    pub lost: Vec<(u64, u32, u16)>,
     /// Kernel state changes, if tracing ran.
     pub changes: Vec<StateChange>,
     /// The frames as captured, for the annotated pcapng.
@@ -103,16 +174,28 @@ pub struct Observed {
     pub client_error: Option<Failure>,
 }
 
+impl Observed {
+    /// The errno name of the client's error, if it had one.
+    pub fn errno(&self) -> Option<&'static str> {
+        self.client_error.as_ref().map(|f| match f.code {
+            crate::exit::REFUSED => "ECONNREFUSED",
+            crate::exit::RESET => "ECONNRESET",
+            crate::exit::TIMEOUT => "ETIMEDOUT",
+            _ => "EIO",
+        })
+    }
+}
+
 /// Runs `scenario` in `place`.
-pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
+pub fn run(scenario: &Scenario, place: &mut Place) -> anyhow::Result<Observed> {
     let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
     let records: Collected = Arc::default();
-    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let any = SocketAddr::new(place.server_ip(), 0);
 
     // The server side: a listener (its calls on the timeline), or a free port.
     let server_calls = Arc::clone(&calls);
     let listener = match scenario.target {
-        Target::Server => Some(place.run(move || {
+        Target::Server => Some(place.run_on(Host::Server, move || {
             server::bind_observed(
                 &ListenOptions {
                     addr: any,
@@ -135,9 +218,9 @@ pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
     };
     let server_addr = match &listener {
         Some(l) => l.local_addr()?,
-        None => {
-            place.run(move || std::net::TcpListener::bind(any).and_then(|l| l.local_addr()))??
-        }
+        None => place.run_on(Host::Server, move || {
+            std::net::TcpListener::bind(any).and_then(|l| l.local_addr())
+        })??,
     };
     for c in calls.lock().unwrap_or_else(|e| e.into_inner()).iter_mut() {
         c.addr = server_addr;
@@ -175,15 +258,18 @@ pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
         timeout: Duration::from_secs(5),
         // Without tracepoints, states are polled: pace the client so each lasts long
         // enough to be seen (the correlator holds what a poll finds for tens of ms).
-        pace: if probes.polls_states() {
+        pace: if scenario.pace_ms > 0 {
+            Duration::from_millis(scenario.pace_ms)
+        } else if probes.polls_states() {
             Duration::from_millis(100)
         } else {
             Duration::ZERO
         },
     };
     let client_calls = Arc::clone(&calls);
-    let (client_addr, client_error) =
-        place.run(move || client_side(server_addr, &script, &client_calls))?;
+    let (client_addr, client_error) = place.run_on(Host::Client, move || {
+        client_side(server_addr, &script, &client_calls)
+    })?;
 
     // The server logs a connection's end after closing it: wait for that (bounded).
     if server_thread.is_some() {
@@ -198,6 +284,13 @@ pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
         changes,
         missing,
     } = probes.finish();
+    // With two hosts the wire saw every segment, the lost ones too.
+    let wire = place.stop_wire();
+    let (segments, lost) = if wire.is_empty() {
+        (segments, Vec::new())
+    } else {
+        wire_segments(&wire)
+    };
     let client_addr = match client_addr.port() {
         0 => probes::client_from(&segments, &changes, server_addr).unwrap_or(client_addr),
         _ => client_addr,
@@ -230,11 +323,34 @@ pub fn run(scenario: &Scenario, place: &Place) -> anyhow::Result<Observed> {
         server: server_addr,
         calls,
         segments,
+        lost,
         changes,
         capture,
         missing,
         client_error,
     })
+}
+
+/// The segments the wire handled: each packet at the time it left the wire (a held
+/// FIN when released), a lost one at the time it was dropped; and the lost ones' keys.
+fn wire_segments(events: &[WireEvent]) -> (Vec<Segment>, Vec<(u64, u32, u16)>) {
+    let mut segments = Vec::new();
+    let mut lost = Vec::new();
+    let mut packets: Vec<u64> = events.iter().map(|e| e.packet).collect();
+    packets.dedup();
+    for packet in packets {
+        let of: Vec<&WireEvent> = events.iter().filter(|e| e.packet == packet).collect();
+        let departures: Vec<&&WireEvent> = of.iter().filter(|e| e.action.is_departure()).collect();
+        if departures.is_empty() {
+            if let Some(seg) = of.iter().find(|e| e.is_loss()).and_then(|e| e.segment()) {
+                lost.push((seg.ts_ns, seg.seq, seg.flags));
+                segments.push(seg);
+            }
+        }
+        segments.extend(departures.iter().filter_map(|e| e.segment()));
+    }
+    segments.sort_by_key(|s| s.ts_ns);
+    (segments, lost)
 }
 
 /// The client's part: connect, the script, the close; every call recorded. Returns the

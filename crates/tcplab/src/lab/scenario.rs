@@ -31,6 +31,32 @@ pub struct Scenario {
     pub client_path: &'static [&'static str],
     /// The server's state path the RFC predicts (its accepted socket).
     pub server_path: &'static [&'static str],
+    /// The segments that carry SYN, FIN, RST or data, in tcpdump's flags.
+    pub segments: &'static [&'static str],
+    /// The error the client's socket call returns, if any.
+    pub errno: Option<&'static str>,
+    /// Wire rules: run between two hosts joined by tcplab's wire (root only).
+    pub wire: Option<&'static str>,
+    /// The client's pause after the banner and before closing, in ms (0: none).
+    pub pace_ms: u64,
+}
+
+impl Scenario {
+    /// What a check of this scenario expects.
+    pub fn expected(&self) -> tcplab_core::expect::Expected {
+        let path = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| n.parse().expect("scenario paths use state names"))
+                .collect()
+        };
+        tcplab_core::expect::Expected {
+            client: path(self.client_path),
+            server: path(self.server_path),
+            segments: self.segments.iter().map(|s| s.to_string()).collect(),
+            errno: self.errno.map(str::to_string),
+        }
+    }
 }
 
 /// Every experiment of this version, the default first.
@@ -44,6 +70,10 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::Server,
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
+        segments: &["S", "S.", "P.", "P.", "P.", "P.", "F.", "F."],
+        errno: None,
+        wire: None,
+        pace_ms: 0,
     },
     Scenario {
         name: "client-close",
@@ -54,6 +84,10 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::Server,
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+        segments: &["S", "S.", "P.", "P.", "P.", "F.", "F."],
+        errno: None,
+        wire: None,
+        pace_ms: 0,
     },
     Scenario {
         name: "half-close",
@@ -64,6 +98,10 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::Server,
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+        segments: &["S", "S.", "P.", "P.", "F.", "P.", "F."],
+        errno: None,
+        wire: None,
+        pace_ms: 0,
     },
     Scenario {
         name: "abortive-close",
@@ -74,6 +112,10 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::Server,
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSED"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSED"],
+        segments: &["S", "S.", "P.", "P.", "P.", "R."],
+        errno: None,
+        wire: None,
+        pace_ms: 0,
     },
     Scenario {
         name: "refused",
@@ -84,6 +126,10 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::NoListener,
         client_path: &["CLOSED", "SYN_SENT", "CLOSED"],
         server_path: &[],
+        segments: &["S", "R."],
+        errno: Some("ECONNREFUSED"),
+        wire: None,
+        pace_ms: 0,
     },
     Scenario {
         name: "unread-data-reset",
@@ -94,6 +140,41 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::Server,
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSED"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSED"],
+        segments: &["S", "S.", "P.", "P.", "P.", "R."],
+        errno: None,
+        wire: None,
+        pace_ms: 0,
+    },
+    Scenario {
+        name: "simultaneous-close",
+        about: "both ends close at once (the wire holds the first FIN until the other \
+                exists): FIN_WAIT1 -> CLOSING on both sides",
+        lines: &["quit"],
+        close: CloseStyle::Fin,
+        crlf: false,
+        target: Target::Server,
+        client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "CLOSING", "TIME_WAIT"],
+        server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "CLOSING", "TIME_WAIT"],
+        segments: &["S", "S.", "P.", "P.", "F.", "F."],
+        errno: None,
+        wire: Some("hold-first-fin"),
+        // The server's FIN reaches the wire (and is held) before the client closes.
+        pace_ms: 200,
+    },
+    Scenario {
+        name: "syn-loss",
+        about: "the wire loses the first SYN: the client retransmits it after 1 s \
+                (tcp_syn_linear_timeouts), then the echo experiment goes on",
+        lines: &["hello", "quit"],
+        close: CloseStyle::Wait,
+        crlf: false,
+        target: Target::Server,
+        client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
+        server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
+        segments: &["S", "S", "S.", "P.", "P.", "P.", "P.", "F.", "F."],
+        errno: None,
+        wire: Some("drop=c:1"),
+        pace_ms: 0,
     },
 ];
 

@@ -24,6 +24,7 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_HDRLEN: usize = 16;
+const INET_DIAG_REQ_BYTECODE: u16 = 1;
 const REQ_LEN: usize = 56;
 const MSG_LEN: usize = 72;
 /// The timer code sock_diag gives timewait mini-sockets.
@@ -67,8 +68,7 @@ impl DiagSocket {
 pub struct SockDiag {
     fd: OwnedFd,
     seq: u32,
-    /// Kernel-side filter: only sockets with one of these as local or remote port.
-    ports: Vec<u16>,
+    bytecode: Vec<u8>,
 }
 
 impl SockDiag {
@@ -90,15 +90,25 @@ impl SockDiag {
         Ok(SockDiag {
             fd,
             seq: 0,
-            ports: Vec::new(),
+            bytecode: Vec::new(),
         })
     }
 
-    /// From now on, dumps return only sockets whose local or remote port is one of
-    /// `ports` (empty: all). The kernel applies the filter (as `ss sport = :P` does), so
-    /// a machine with a hundred thousand TIME_WAIT sockets still answers fast.
-    pub fn set_ports(&mut self, ports: &[u16]) {
-        self.ports = ports.to_vec();
+    /// Makes the kernel return only sockets with one of `ports` as local or remote
+    /// port (all sockets when empty). Returns false when there are too many ports for
+    /// the kernel filter; the caller must then filter itself (it should anyway for
+    /// addresses).
+    pub fn filter_ports(&mut self, ports: &[u16]) -> bool {
+        match port_bytecode(ports) {
+            Some(bc) => {
+                self.bytecode = bc;
+                true
+            }
+            None => {
+                self.bytecode.clear();
+                false
+            }
+        }
     }
 
     /// All TCP sockets (IPv4 and IPv6) whose state is in `states` (`1 << TCP_*` bits).
@@ -117,7 +127,7 @@ impl SockDiag {
         out: &mut Vec<DiagSocket>,
     ) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
-        let req = request(family, states, self.seq, &self.ports);
+        let req = request(family, states, self.seq, &self.bytecode);
         // SAFETY: req is a valid buffer of req.len() bytes; fd is a netlink socket.
         let sent = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
         if sent < 0 {
@@ -144,56 +154,8 @@ impl SockDiag {
     }
 }
 
-/// `INET_DIAG_REQ_BYTECODE`: the request attribute that carries a filter program.
-const INET_DIAG_REQ_BYTECODE: u16 = 1;
-/// Filter ops (include/uapi/linux/inet_diag.h).
-const INET_DIAG_BC_S_EQ: u8 = 11;
-const INET_DIAG_BC_D_EQ: u8 = 12;
-
-/// `INET_DIAG_BC_JMP`: an unconditional jump by its `no` field.
-const INET_DIAG_BC_JMP: u8 = 1;
-
-/// A sock_diag filter program that accepts a socket whose source or destination port
-/// is one of `ports`, built as `ss` builds an OR: each test is the op and a second op
-/// holding the port in its `no` field; a match falls through to a jump to the end
-/// (accept), a miss skips to the next test, and the last miss lands 4 bytes past the
-/// end, which the kernel reads as reject. The kernel audits a program by walking the
-/// `yes` edges, so they must visit every op in order: they do. Empty for no ports (or
-/// more than a netlink attribute can carry; the caller filters what comes back).
-pub fn port_filter(ports: &[u16]) -> Vec<u8> {
-    let tests: Vec<(u8, u16)> = ports
-        .iter()
-        .flat_map(|&p| [(INET_DIAG_BC_S_EQ, p), (INET_DIAG_BC_D_EQ, p)])
-        .collect();
-    if tests.is_empty() || tests.len() > 4000 {
-        return Vec::new();
-    }
-    let len = 12 * (tests.len() - 1) + 8;
-    let mut bc = Vec::with_capacity(len);
-    let op = |bc: &mut Vec<u8>, code: u8, yes: u8, no: u16| {
-        bc.push(code);
-        bc.push(yes);
-        bc.extend_from_slice(&no.to_ne_bytes());
-    };
-    for (i, &(code, port)) in tests.iter().enumerate() {
-        op(&mut bc, code, 8, 12);
-        op(&mut bc, 0, 0, port);
-        if i + 1 < tests.len() {
-            // After this jump op, the rest of the program.
-            let rest = len - bc.len() - 4;
-            op(&mut bc, INET_DIAG_BC_JMP, 4, (rest + 4) as u16);
-        }
-    }
-    bc
-}
-
-/// The bytes of one dump request, with a port filter when `ports` is not empty.
-fn request(family: u8, states: u32, seq: u32, ports: &[u16]) -> Vec<u8> {
-    let bytecode = if ports.is_empty() {
-        Vec::new()
-    } else {
-        port_filter(ports)
-    };
+/// The bytes of one dump request; `bytecode` (may be empty) filters in the kernel.
+fn request(family: u8, states: u32, seq: u32, bytecode: &[u8]) -> Vec<u8> {
     let attr_len = if bytecode.is_empty() {
         0
     } else {
@@ -213,9 +175,47 @@ fn request(family: u8, states: u32, seq: u32, ports: &[u16]) -> Vec<u8> {
     if !bytecode.is_empty() {
         req.extend_from_slice(&(attr_len as u16).to_ne_bytes());
         req.extend_from_slice(&INET_DIAG_REQ_BYTECODE.to_ne_bytes());
-        req.extend_from_slice(&bytecode);
+        req.extend_from_slice(bytecode);
     }
     req
+}
+
+/// inet_diag bytecode accepting sockets whose local or remote port is in `ports`
+/// (include/uapi/linux/inet_diag.h, net/ipv4/inet_diag.c). An op is `{code, yes, no}`;
+/// the program runs by jumping `yes` or `no` bytes, accepts on landing exactly at the
+/// end and rejects past it. The kernel's audit follows the `yes` chain and wants every
+/// `no` target on it, so each test is laid out as
+/// `[S_EQ|D_EQ port: yes 8, no 12] [JMP: yes 4, no -> end]`: a match falls into the
+/// JMP, which always takes `no` to the end (accept); a miss skips it to the next test;
+/// the last test's miss jumps past the end (reject). `None` for more than 64 ports.
+pub fn port_bytecode(ports: &[u16]) -> Option<Vec<u8>> {
+    const JMP: u8 = 1;
+    const S_EQ: u8 = 11;
+    const D_EQ: u8 = 12;
+    if ports.is_empty() {
+        return Some(Vec::new());
+    }
+    if ports.len() > 64 {
+        return None;
+    }
+    let len = ports.len() * 2 * 12;
+    let mut bc = Vec::with_capacity(len);
+    let op = |bc: &mut Vec<u8>, code: u8, yes: u8, no: usize| {
+        bc.push(code);
+        bc.push(yes);
+        bc.extend_from_slice(&(no as u16).to_ne_bytes());
+    };
+    for port in ports {
+        for code in [S_EQ, D_EQ] {
+            let at = bc.len();
+            let last = at + 12 == len;
+            op(&mut bc, code, 8, if last { len - at + 4 } else { 12 });
+            // The port, in the `no` field of a second op.
+            op(&mut bc, 0, 0, usize::from(*port));
+            op(&mut bc, JMP, 4, len - (at + 8));
+        }
+    }
+    Some(bc)
 }
 
 /// What one datagram of a dump said.
@@ -446,6 +446,29 @@ mod tests {
     }
 
     #[test]
+    fn kernel_port_filter_keeps_only_our_ports() {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (pa, pb) = (
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        );
+        let _client = std::net::TcpStream::connect(a.local_addr().unwrap()).unwrap();
+        let mut diag = SockDiag::open().unwrap();
+        assert!(diag.filter_ports(&[pa, 1]));
+        let got = diag.dump(ALL_STATES).unwrap();
+        assert!(
+            got.iter()
+                .all(|s| s.local.port() == pa || s.remote.port() == pa),
+            "{got:?}"
+        );
+        // The listener, the client and the accepted (queued) child.
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(!got.iter().any(|s| s.local.port() == pb));
+        assert!(port_bytecode(&[1; 65]).is_none());
+    }
+
+    #[test]
     fn truncated_or_bogus_datagrams_never_panic() {
         let good = frame(SOCK_DIAG_BY_FAMILY, 1, &msg(10, 1, 0, 5));
         for cut in 0..good.len() {
@@ -472,64 +495,5 @@ mod tests {
         assert_ne!(mine.inode, 0);
         let owner = Owners::new(Duration::ZERO).lookup(mine.inode);
         assert_eq!(owner.map(|o| o.pid), Some(std::process::id()));
-    }
-}
-
-#[cfg(test)]
-mod port_filter_tests {
-    use super::*;
-
-    /// Runs a filter program the way the kernel's inet_diag_bc_run does.
-    fn run(bc: &[u8], sport: u16, dport: u16) -> bool {
-        let mut at = 0usize;
-        let mut len = bc.len() as i64;
-        while len > 0 {
-            let (code, yes, no) = (
-                bc[at],
-                bc[at + 1],
-                u16::from_ne_bytes([bc[at + 2], bc[at + 3]]),
-            );
-            let port = || u16::from_ne_bytes([bc[at + 6], bc[at + 7]]);
-            let matched = match code {
-                INET_DIAG_BC_S_EQ => sport == port(),
-                INET_DIAG_BC_D_EQ => dport == port(),
-                INET_DIAG_BC_JMP => false,
-                other => panic!("unexpected op {other}"),
-            };
-            let step = if matched {
-                usize::from(yes)
-            } else {
-                usize::from(no)
-            };
-            at += step;
-            len -= step as i64;
-        }
-        len == 0
-    }
-
-    /// Walks the `yes` edges as the kernel's audit does: they must reach the end.
-    fn audit(bc: &[u8]) -> bool {
-        let mut at = 0;
-        while at < bc.len() {
-            let yes = usize::from(bc[at + 1]);
-            if yes < 4 || yes % 4 != 0 {
-                return false;
-            }
-            at += yes;
-        }
-        at == bc.len()
-    }
-
-    #[test]
-    fn accepts_a_socket_with_any_listed_port_on_either_side() {
-        let bc = port_filter(&[54321, 8080]);
-        assert!(audit(&bc));
-        assert!(run(&bc, 54321, 40000));
-        assert!(run(&bc, 40000, 54321));
-        assert!(run(&bc, 40000, 8080));
-        assert!(!run(&bc, 40000, 40001));
-        let one = port_filter(&[7]);
-        assert!(audit(&one) && run(&one, 7, 1) && run(&one, 1, 7) && !run(&one, 1, 2));
-        assert!(port_filter(&[]).is_empty());
     }
 }

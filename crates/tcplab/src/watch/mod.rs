@@ -64,6 +64,9 @@ pub struct Args {
     pub no_trace: bool,
 }
 
+/// Shortest interval between two polls asked for by pending CLOSEs.
+const MIN_POLL_NS: u64 = 3_000_000;
+
 /// Set by SIGINT/SIGTERM: the loop returns normally, so the instance is removed.
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -155,6 +158,8 @@ struct Watch<'a> {
     stuck_reported: HashSet<Tuple>,
     /// Whether the last round read any trace line.
     last_round_read: bool,
+    /// When the last mini-socket poll ran.
+    last_mini_poll: u64,
 }
 
 /// Runs `tcplab watch`.
@@ -165,7 +170,9 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         hosts: args.hosts.clone(),
     };
     let mut diag = SockDiag::open().context("opening netlink sock_diag")?;
-    diag.set_ports(&args.ports);
+    // The kernel filters by port (a busy machine has tens of thousands of TIME_WAIT
+    // sockets); addresses, and ports beyond what its filter takes, are filtered here.
+    diag.filter_ports(&args.ports);
     let forced = args.no_trace || std::env::var("TCPLAB_NO_TRACE").as_deref() == Ok("1");
     let tracing = if forced {
         Err(anyhow::anyhow!(
@@ -203,6 +210,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         summary: Summary::default(),
         stuck_reported: HashSet::new(),
         last_round_read: false,
+        last_mini_poll: 0,
     };
     let snapshot = w.dump(sockdiag::ALL_STATES)?;
     let now = mono_ns();
@@ -315,7 +323,12 @@ impl Watch<'_> {
         let now = mono_ns();
         let release_at = newest_read.map_or(now, |ts| ts.min(now));
         if instance.is_some() {
-            if self.corr.needs_mini_poll() || now >= *next_poll {
+            // A pending CLOSE wants a poll soon, but not every round: under a flood of
+            // connections one dump every MIN_POLL_NS serves them all.
+            let due = now >= *next_poll
+                || (self.corr.needs_mini_poll() && now >= self.last_mini_poll + MIN_POLL_NS);
+            if due {
+                self.last_mini_poll = now;
                 let mini = self.dump(sockdiag::MINI_STATES)?;
                 self.corr.on_mini_poll(now, &mini);
                 *next_poll = now + poll_ns;

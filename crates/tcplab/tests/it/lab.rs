@@ -95,6 +95,21 @@ fn echo_calls_are_in_causal_order() {
     assert!(position(&conn, "server", "close()") < position(&conn, "client", "read() = 0 (EOF)"));
 }
 
+/// Every experiment, as `--list` prints them.
+const EXPERIMENTS: [&str; 8] = [
+    "echo",
+    "client-close",
+    "half-close",
+    "abortive-close",
+    "refused",
+    "unread-data-reset",
+    "simultaneous-close",
+    "syn-loss",
+];
+
+/// Those that need two hosts and the wire (root only).
+const ON_THE_WIRE: [&str; 2] = ["simultaneous-close", "syn-loss"];
+
 #[test]
 fn every_experiment_runs() {
     let out = lab(&["--list"]);
@@ -103,20 +118,83 @@ fn every_experiment_runs() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "echo",
-            "client-close",
-            "half-close",
-            "abortive-close",
-            "refused",
-            "unread-data-reset"
-        ]
-    );
+    assert_eq!(names, EXPERIMENTS);
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
     for name in names {
+        if ON_THE_WIRE.contains(&name) && !root {
+            continue;
+        }
         let conn = timeline(name);
         assert!(!calls(&conn, "client").is_empty(), "{name}");
+    }
+}
+
+#[test]
+fn every_experiment_repeats_exactly_five_times_in_a_row() {
+    if !support::privileged("every_experiment_repeats_exactly_five_times_in_a_row") {
+        return;
+    }
+    for name in EXPERIMENTS {
+        let mut first: Option<(Vec<String>, Vec<String>, Vec<String>)> = None;
+        for run in 0..5 {
+            let out = lab(&[name, "--json", "--check"]);
+            assert_eq!(out.status.code(), Some(0), "{name} run {run}: {out:?}");
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let conn = &doc["connections"][0];
+            let seen = (
+                path(conn, "client"),
+                path(conn, "server"),
+                significant_flags(conn),
+            );
+            match &first {
+                None => first = Some(seen),
+                Some(f) => assert_eq!(&seen, f, "{name} run {run} differs from run 0"),
+            }
+        }
+    }
+}
+
+#[test]
+fn nothing_of_tcplab_is_left_behind_after_experiments() {
+    if !support::privileged("nothing_of_tcplab_is_left_behind_after_experiments") {
+        return;
+    }
+    for name in ["echo", "simultaneous-close"] {
+        assert_eq!(lab(&[name, "--json"]).status.code(), Some(0), "{name}");
+    }
+    // No link of the two hosts in this namespace, no named namespace of ours.
+    for dev in std::fs::read_dir("/sys/class/net").unwrap() {
+        let dev = dev.unwrap().file_name().to_string_lossy().to_string();
+        assert!(!dev.starts_with("tcplab"), "link {dev} left behind");
+    }
+    if let Ok(dir) = std::fs::read_dir("/run/netns") {
+        for ns in dir {
+            let ns = ns.unwrap().file_name().to_string_lossy().to_string();
+            assert!(!ns.contains("tcplab"), "namespace {ns} left behind");
+        }
+    }
+    // Every tracefs instance of tcplab belongs to a process that is still running
+    // (another test's watcher); none of a finished run is left.
+    for root in [
+        "/sys/kernel/tracing/instances",
+        "/sys/kernel/debug/tracing/instances",
+    ] {
+        let Ok(dir) = std::fs::read_dir(root) else {
+            continue;
+        };
+        for inst in dir {
+            let name = inst.unwrap().file_name().to_string_lossy().to_string();
+            if let Some(pid) = name
+                .strip_prefix("tcplab-")
+                .and_then(|rest| rest.split('-').next())
+            {
+                assert!(
+                    std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                    "tracefs instance {name} of a finished process left behind"
+                );
+            }
+        }
     }
 }
 
@@ -143,21 +221,7 @@ fn an_unknown_experiment_is_a_clear_error() {
         .contains("unknown experiment 'no-such-thing' (tcplab lab --list shows them)"));
 }
 
-/// The states of `role`, in order: the first `from`, then every `to`.
-fn path(conn: &Value, role: &str) -> Vec<String> {
-    let mut path = Vec::new();
-    for e in conn["entries"].as_array().unwrap() {
-        if e["type"] == "state" && e["role"] == role {
-            if path.is_empty() {
-                if let Some(from) = e["from"].as_str() {
-                    path.push(from.to_string());
-                }
-            }
-            path.push(e["to"].as_str().unwrap().to_string());
-        }
-    }
-    path
-}
+use crate::support::timeline_path as path;
 
 /// tcpdump-style flags of the segments that carry SYN, FIN, RST or data: the pure
 /// ACKs in between depend on the delayed-ACK timer, these do not.
@@ -391,4 +455,41 @@ fn without_privileges_the_lab_falls_back_and_says_what_is_lost() {
     // States still come, from sock_diag polls, marked approximate.
     assert!(text.contains("ESTABLISHED≈"), "{text}");
     assert!(text.contains("≈ seen by polling sock_diag"), "{text}");
+}
+
+#[test]
+fn check_passes_when_the_kernel_does_what_the_rfc_says() {
+    if !support::privileged("check_passes_when_the_kernel_does_what_the_rfc_says") {
+        return;
+    }
+    let out = lab(&["--check-all"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.ends_with("8 passed, 0 failed\n"), "{text}");
+}
+
+#[test]
+fn check_can_fail_and_shows_the_difference() {
+    if !support::privileged("check_can_fail_and_shows_the_difference") {
+        return;
+    }
+    let out = lab(&[
+        "echo",
+        "--check",
+        "--expect-client",
+        "CLOSED,SYN_SENT,ESTABLISHED,FIN_WAIT1,FIN_WAIT2,TIME_WAIT",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("check echo: FAIL: the kernel did something else\n"),
+        "{err}"
+    );
+    assert!(err.contains(
+        "client path:\n  - expected: CLOSED → SYN_SENT → ESTABLISHED → FIN_WAIT1 → FIN_WAIT2 → TIME_WAIT\n  \
+         + seen:     CLOSED → SYN_SENT → ESTABLISHED → CLOSE_WAIT → LAST_ACK → CLOSED\n"
+    ), "{err}");
+    let ok = lab(&["refused", "--check"]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("check refused: pass"));
 }

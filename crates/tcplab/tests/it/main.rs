@@ -8,4 +8,7 @@ mod lab;
 mod replay;
 mod serve;
 mod support;
+mod sysctl;
+mod twohost;
 mod watch;
+mod wire;

@@ -26,27 +26,17 @@ fn tcplab(args: &[&str]) -> std::process::Output {
 fn paths(json: &[u8]) -> (Vec<String>, Vec<String>, bool) {
     let doc: Value = serde_json::from_slice(json).expect("JSON timeline");
     let conn = &doc["connections"][0];
-    let mut client = Vec::new();
-    let mut server = Vec::new();
-    let mut all_inferred = true;
-    for e in conn["entries"].as_array().unwrap() {
-        if e["type"] != "state" {
-            continue;
-        }
-        all_inferred &= e["inferred"] == true;
-        let path = if e["role"] == "client" {
-            &mut client
-        } else {
-            &mut server
-        };
-        if path.is_empty() {
-            if let Some(from) = e["from"].as_str() {
-                path.push(from.to_string());
-            }
-        }
-        path.push(e["to"].as_str().unwrap().to_string());
-    }
-    (client, server, all_inferred)
+    let all_inferred = conn["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "state")
+        .all(|e| e["inferred"] == true);
+    (
+        support::timeline_path(conn, "client"),
+        support::timeline_path(conn, "server"),
+        all_inferred,
+    )
 }
 
 #[test]

@@ -143,3 +143,20 @@ impl Drop for RemoveDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The states of `role` in a `--json` timeline connection, in order: the first `from`
+/// (when known), then every `to`.
+pub fn timeline_path(conn: &serde_json::Value, role: &str) -> Vec<String> {
+    let mut path = Vec::new();
+    for e in conn["entries"].as_array().expect("entries") {
+        if e["type"] == "state" && e["role"] == role {
+            if path.is_empty() {
+                if let Some(from) = e["from"].as_str() {
+                    path.push(from.to_string());
+                }
+            }
+            path.push(e["to"].as_str().expect("to").to_string());
+        }
+    }
+    path
+}

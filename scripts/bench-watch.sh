@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Overhead of `tcplab watch` on the traffic it watches (run as root, release build).
+#
+# For each load, alternate runs without and with `tcplab watch --port P` watching the
+# server's port, RUNS times each, and print the medians and the overhead. Loads:
+#   rt:  echo round trips/s over 100 connections (state changes are rare: the cost is
+#        the tracepoint hooks and the sock_diag polls)
+#   cps: connection cycles/s, one at a time (every cycle is ~10 state changes plus a
+#        TIME_WAIT socket: the watcher's worst case)
+# The load is scripts/bench/watch-load.py, a stand-in until `tcplab bench` lands.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-target/release/tcplab}
+RUNS=${RUNS:-5}
+SECS=${SECS:-3}
+LOAD=scripts/bench/watch-load.py
+[ -x "$BIN" ] || cargo build --release -p tcplab >/dev/null
+
+out=$(mktemp -d)
+cleanup() {
+    [ -n "${WATCH_PID:-}" ] && kill -INT "$WATCH_PID" 2>/dev/null || true
+    [ -n "${SERVE_PID:-}" ] && kill "$SERVE_PID" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$out"
+}
+trap cleanup EXIT
+
+"$BIN" serve --listen 127.0.0.1:0 --quiet >"$out/serve" &
+SERVE_PID=$!
+until grep -q '^listening on' "$out/serve" 2>/dev/null; do sleep 0.05; done
+addr=$(sed -n 's/^listening on //p' "$out/serve")
+port=${addr##*:}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+run_load() { # mode
+    case $1 in
+        rt) python3 "$LOAD" rt 127.0.0.1 "$port" 100 "$SECS" ;;
+        cps) python3 "$LOAD" cps 127.0.0.1 "$port" "$SECS" ;;
+    esac
+}
+
+for mode in rt cps; do
+    : >"$out/without"; : >"$out/with"
+    for _ in $(seq "$RUNS"); do
+        run_load "$mode" >>"$out/without"
+        "$BIN" watch --port "$port" >/dev/null 2>"$out/watch.err" &
+        WATCH_PID=$!
+        until grep -q armed "$out/watch.err" 2>/dev/null; do sleep 0.05; done
+        run_load "$mode" >>"$out/with"
+        kill -INT "$WATCH_PID"; wait "$WATCH_PID" || true; WATCH_PID=
+        if grep -q -i lost "$out/watch.err"; then echo "watch reported loss:"; cat "$out/watch.err"; fi
+    done
+    without=$(median <"$out/without"); with=$(median <"$out/with")
+    awk -v m="$mode" -v a="$without" -v b="$with" -v r="$RUNS" 'BEGIN {
+        printf "%-4s without watch %8d/s   with watch %8d/s   overhead %5.1f%%   (median of %d)\n",
+            m, a, b, (a - b) * 100 / a, r }'
+done
