@@ -7,13 +7,12 @@
 #        the tracepoint hooks and the sock_diag polls)
 #   cps: connection cycles/s, one at a time (every cycle is ~10 state changes plus a
 #        TIME_WAIT socket: the watcher's worst case)
-# The load is scripts/bench/watch-load.py, a stand-in until `tcplab bench` lands.
+# The load is `tcplab bench` (rt over 100 connections; conn mode with 1 worker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/tcplab}
 RUNS=${RUNS:-5}
 SECS=${SECS:-3}
-LOAD=scripts/bench/watch-load.py
 [ -x "$BIN" ] || cargo build --release -p tcplab >/dev/null
 
 out=$(mktemp -d)
@@ -33,11 +32,13 @@ port=${addr##*:}
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-run_load() { # mode
+run_load() { # mode -> operations per second
     case $1 in
-        rt) python3 "$LOAD" rt 127.0.0.1 "$port" 100 "$SECS" ;;
-        cps) python3 "$LOAD" cps 127.0.0.1 "$port" "$SECS" ;;
+        rt) args=(--mode rt --conns 100) ;;
+        cps) args=(--mode conn --conns 1) ;;
     esac
+    "$BIN" bench "127.0.0.1:$port" "${args[@]}" --duration "$SECS" --warmup 0.5 --json |
+        python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ops_per_sec"]))'
 }
 
 for mode in rt cps; do
