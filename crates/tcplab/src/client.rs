@@ -258,6 +258,15 @@ impl Script {
             let last = i + 1 == self.lines.len();
             let mut bytes = line.as_bytes().to_vec();
             bytes.extend_from_slice(if self.crlf { b"\r\n" } else { b"\n" });
+            // A half-close after the last line: cork the socket so the data waits for
+            // the FIN and both leave in one segment. Otherwise the server's reply could
+            // overtake our shutdown(), and the half-close would not show.
+            let half_close_now = last && self.close == CloseStyle::Half;
+            if half_close_now {
+                SockRef::from(&stream)
+                    .set_tcp_cork(true)
+                    .map_err(|e| io_failure("setsockopt TCP_CORK", e))?;
+            }
             observe(Step::Sent(bytes.clone()));
             (&stream)
                 .write_all(&bytes)

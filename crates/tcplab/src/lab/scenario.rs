@@ -98,7 +98,7 @@ pub const SCENARIOS: &[Scenario] = &[
         target: Target::Server,
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
-        segments: &["S", "S.", "P.", "P.", "F.", "P.", "F."],
+        segments: &["S", "S.", "P.", "FP.", "P.", "F."],
         errno: None,
         wire: None,
         pace_ms: 0,

@@ -330,7 +330,7 @@ fn every_experiment_shows_the_kernels_exact_paths_segments_and_causes() {
             "half-close",
             CLIENT_ACTIVE,
             SERVER_PASSIVE,
-            &["S", "S.", "P.", "P.", "F.", "P.", "F."],
+            &["S", "S.", "P.", "FP.", "P.", "F."],
         ),
         (
             "abortive-close",
