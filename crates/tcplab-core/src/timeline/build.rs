@@ -482,7 +482,11 @@ pub(super) fn causal_order(
     // made by close() anchors at our FIN, which the wire may release after theirs).
     for role in [Role::Client, Role::Server] {
         let mut mine: Vec<usize> = (0..entries.len())
-            .filter(|&i| matches!(&entries[i].item, Item::State(s) if s.role == role))
+            // Only the kernel's own changes carry its times; inferred ones are placed by
+            // their segments alone.
+            .filter(|&i| {
+                matches!(&entries[i].item, Item::State(s) if s.role == role && !s.inferred)
+            })
             .collect();
         mine.sort_by_key(|&i| (entries[i].ts_ns, i));
         let mut latest: Option<(usize, u8, u64, usize)> = None;

@@ -41,6 +41,11 @@ pub struct Args {
     /// errno); print a diff and exit 1 when the kernel did something else.
     #[arg(long)]
     pub check: bool,
+    /// Study another server on this machine instead of the in-process one (e.g. the
+    /// classic PHP example server): the client script runs against HOST:PORT, on this
+    /// machine's loopback, with capture and tracing on that port.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub target: Option<String>,
     /// Run every experiment with --check and print a pass/fail table.
     #[arg(long)]
     pub check_all: bool,
@@ -71,8 +76,25 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             args.scenario
         )
     })?;
-    let (mut place, place_note) = Place::for_scenario(scenario)?;
-    let observed = run::run(scenario, &mut place)?;
+    let external = match &args.target {
+        Some(target) => {
+            let addr = crate::client::resolve(target)?;
+            if !addr.ip().to_canonical().is_loopback() {
+                anyhow::bail!(
+                    "--target {target}: only servers on this machine's loopback can be \
+                     studied (capture and tracing watch lo)"
+                );
+            }
+            Some(addr)
+        }
+        None => None,
+    };
+    let (mut place, place_note) = match external {
+        // The server lives in this machine's own namespace: so must the client.
+        Some(_) => (Place::Loopback, None),
+        None => Place::for_scenario(scenario)?,
+    };
+    let observed = run::run(scenario, &mut place, external)?;
     let conn = connection(&observed);
     let title = format!("tcplab lab {}: {}", scenario.name, scenario.about);
     args.view.write_files(&title, &conn)?;
@@ -138,7 +160,7 @@ fn check_all(out: &mut impl Write) -> anyhow::Result<ExitCode> {
             if let Some(note) = note {
                 writeln!(out, "note: {note}")?;
             }
-            run::run(scenario, &mut place)
+            run::run(scenario, &mut place, None)
         });
         let verdict = match run {
             Ok(observed) => {

@@ -186,8 +186,13 @@ impl Observed {
     }
 }
 
-/// Runs `scenario` in `place`.
-pub fn run(scenario: &Scenario, place: &mut Place) -> anyhow::Result<Observed> {
+/// Runs `scenario` in `place`, against the in-process server, or against the server at
+/// `external` (then only the client's calls are known).
+pub fn run(
+    scenario: &Scenario,
+    place: &mut Place,
+    external: Option<SocketAddr>,
+) -> anyhow::Result<Observed> {
     let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
     let records: Collected = Arc::default();
     let any = SocketAddr::new(place.server_ip(), 0);
@@ -195,6 +200,7 @@ pub fn run(scenario: &Scenario, place: &mut Place) -> anyhow::Result<Observed> {
     // The server side: a listener (its calls on the timeline), or a free port.
     let server_calls = Arc::clone(&calls);
     let listener = match scenario.target {
+        _ if external.is_some() => None,
         Target::Server => Some(place.run_on(Host::Server, move || {
             server::bind_observed(
                 &ListenOptions {
@@ -216,9 +222,10 @@ pub fn run(scenario: &Scenario, place: &mut Place) -> anyhow::Result<Observed> {
         })??),
         Target::NoListener => None,
     };
-    let server_addr = match &listener {
-        Some(l) => l.local_addr()?,
-        None => place.run_on(Host::Server, move || {
+    let server_addr = match (&listener, external) {
+        (_, Some(addr)) => addr,
+        (Some(l), None) => l.local_addr()?,
+        (None, None) => place.run_on(Host::Server, move || {
             std::net::TcpListener::bind(any).and_then(|l| l.local_addr())
         })??,
     };

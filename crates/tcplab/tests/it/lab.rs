@@ -493,3 +493,40 @@ fn check_can_fail_and_shows_the_difference() {
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
     assert!(String::from_utf8_lossy(&ok.stderr).contains("check refused: pass"));
 }
+
+#[test]
+fn target_studies_another_server_on_this_machine() {
+    if !support::privileged("target_studies_another_server_on_this_machine") {
+        return;
+    }
+    let server = support::Server::start(&[]);
+    let out = lab(&[
+        "echo",
+        "--json",
+        "--check",
+        "--target",
+        &server.addr.to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let conn = &doc["connections"][0];
+    assert_eq!(conn["server"], server.addr.to_string());
+    assert_eq!(
+        path(conn, "server"),
+        [
+            "LISTEN",
+            "SYN_RECV",
+            "ESTABLISHED",
+            "FIN_WAIT1",
+            "FIN_WAIT2",
+            "TIME_WAIT"
+        ]
+    );
+    // Only the client's calls are known for a server tcplab does not run.
+    assert!(calls(conn, "server").is_empty());
+    let remote = lab(&["--target", "192.0.2.9:80"]);
+    assert_eq!(remote.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&remote.stderr).contains("only servers on this machine's loopback")
+    );
+}
