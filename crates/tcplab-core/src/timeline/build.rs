@@ -484,9 +484,9 @@ pub(super) fn causal_order(
         let mut mine: Vec<usize> = (0..entries.len())
             // Only the kernel's own changes carry its times; inferred ones are placed by
             // their segments alone.
-            .filter(|&i| {
-                matches!(&entries[i].item, Item::State(s) if s.role == role && !s.inferred)
-            })
+            .filter(
+                |&i| matches!(&entries[i].item, Item::State(s) if s.role == role && !s.inferred),
+            )
             .collect();
         mine.sort_by_key(|&i| (entries[i].ts_ns, i));
         let mut latest: Option<(usize, u8, u64, usize)> = None;
