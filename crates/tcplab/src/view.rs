@@ -18,7 +18,8 @@ pub struct ViewArgs {
     /// Print a Mermaid sequence diagram (renders on GitHub) instead of the ladder.
     #[arg(long)]
     pub mermaid: bool,
-    /// Also write the ladder as an SVG picture to FILE.
+    /// Also write the ladder and the RFC 9293 state diagram with the paths taken as one
+    /// SVG picture to FILE.
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
     /// Also write one self-contained HTML page (ladder, and the RFC 9293 state diagram
@@ -39,7 +40,7 @@ impl ViewArgs {
     /// Writes the files asked for (SVG, HTML) of `conn`, titled `title`.
     pub fn write_files(&self, title: &str, conn: &Connection) -> anyhow::Result<()> {
         if let Some(path) = &self.svg {
-            write_file(path, &render::svg::ladder(conn))?;
+            write_file(path, &render::svg::ladder_and_states(conn))?;
         }
         if let Some(path) = &self.html {
             write_file(path, &render::html::render(title, conn))?;

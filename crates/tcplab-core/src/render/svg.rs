@@ -155,6 +155,22 @@ pub fn ladder(conn: &Connection) -> String {
     s
 }
 
+/// One SVG picture of both: the ladder, and beside it the RFC 9293 state diagram with
+/// both endpoints' paths (what `--svg FILE` writes).
+pub fn ladder_and_states(conn: &Connection) -> String {
+    let ladder = ladder(conn);
+    let states = state_diagram(conn);
+    let height = (TOP + conn.entries.len() as f64 * ROW + 40.0).max(580.0);
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" viewBox="0 0 {w} {height}">
+<g>{ladder}</g>
+<g transform="translate({WIDTH} 0)">{states}</g>
+</svg>
+"#,
+        w = WIDTH + 700.0,
+    )
+}
+
 /// Where each state sits in the diagram, after RFC 9293 Figure 5.
 fn position(state: TcpState) -> (f64, f64) {
     use TcpState::*;

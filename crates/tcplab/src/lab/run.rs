@@ -375,6 +375,8 @@ fn client_side(
             call,
         })
     };
+    // socket() and connect() happen in one std call; both are shown.
+    record("socket()".into());
     record("connect()".into());
     let stream = match client::open(server, script.timeout, false) {
         Ok(stream) => stream,

@@ -69,6 +69,7 @@ fn echo_calls_are_in_causal_order() {
     assert_eq!(
         calls(&conn, "client"),
         [
+            "socket()",
             "connect()",
             "read() = 99",
             "write(6)",
@@ -202,7 +203,7 @@ fn nothing_of_tcplab_is_left_behind_after_experiments() {
 fn half_close_shuts_down_then_still_reads_the_reply_and_eof() {
     let conn = timeline("half-close");
     assert_eq!(
-        &calls(&conn, "client")[2..],
+        &calls(&conn, "client")[3..],
         [
             "write(6)",
             "shutdown(SHUT_WR)",
