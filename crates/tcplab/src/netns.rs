@@ -172,18 +172,7 @@ fn set_up(name: &str) -> io::Result<()> {
     }
     // SAFETY: `raw` is a fresh descriptor nobody else owns.
     let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    let bytes = name.as_bytes();
-    if bytes.len() >= req.ifr_name.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "interface name too long",
-        ));
-    }
-    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
-        *dst = src as libc::c_char;
-    }
+    let mut req = ifreq(name)?;
     // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own; the union field
     // ifru_flags is the one these requests use.
     unsafe {
@@ -196,6 +185,23 @@ fn set_up(name: &str) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An all-zero `ifreq` carrying interface name `name` (for SIOC* and TUNSETIFF ioctls).
+pub(crate) fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    Ok(req)
 }
 
 #[cfg(test)]
