@@ -49,11 +49,7 @@ async fn connection(plan: &Plan, progress: &Progress, tally: &RefCell<Tally>) {
     let mut buf = vec![0u8; plan.expected.len().max(4096) + 1];
     loop {
         let t0 = Instant::now();
-        let go = match plan.op {
-            Op::Cycle => plan.may_start(t0),
-            _ => plan.running(t0),
-        };
-        if !go {
+        if !plan.may_begin(t0) {
             return;
         }
         let open = tokio::time::timeout(plan.open_timeout(t0), open(plan, &mut buf));

@@ -189,6 +189,15 @@ impl Plan {
         !self.stop.load(Ordering::Relaxed) && self.stop_at.is_none_or(|end| now < end)
     }
 
+    /// Whether a connection slot goes on at `now`: in conn mode the connection is the
+    /// operation, so it claims from the count budget; otherwise the run must go on.
+    pub fn may_begin(&self, now: Instant) -> bool {
+        match self.op {
+            Op::Cycle => self.may_start(now),
+            _ => self.running(now),
+        }
+    }
+
     /// Whether an operation may start at `now`; claims it from the count budget.
     pub fn may_start(&self, now: Instant) -> bool {
         if self.stop.load(Ordering::Relaxed) {
@@ -280,12 +289,7 @@ pub fn blocking_worker(plan: Arc<Plan>, progress: Arc<Progress>) -> Tally {
     let mut buf = vec![0u8; plan.expected.len().max(BANNER_MAX) + 1];
     loop {
         let t0 = Instant::now();
-        let go = match plan.op {
-            // The connection is the operation: it counts against the budget.
-            Op::Cycle => plan.may_start(t0),
-            _ => plan.running(t0),
-        };
-        if !go {
+        if !plan.may_begin(t0) {
             break;
         }
         let mut stream = match open(&plan, &mut buf) {

@@ -5,11 +5,7 @@ use std::process::Command;
 use crate::support::{self, Server};
 
 fn connect(args: &[&str]) -> std::process::Output {
-    Command::new(support::tcplab_bin())
-        .arg("connect")
-        .args(args)
-        .output()
-        .expect("run tcplab connect")
+    support::tcplab("connect", args)
 }
 
 #[test]

@@ -8,11 +8,7 @@ use serde_json::Value;
 use crate::support;
 
 fn lab(args: &[&str]) -> std::process::Output {
-    Command::new(support::tcplab_bin())
-        .arg("lab")
-        .args(args)
-        .output()
-        .expect("run tcplab lab")
+    support::tcplab("lab", args)
 }
 
 /// The calls of `role` on the timeline, in order.
@@ -281,22 +277,8 @@ fn every_experiment_shows_the_kernels_exact_paths_segments_and_causes() {
         "FIN_WAIT2",
         "TIME_WAIT",
     ];
-    const SERVER_PASSIVE: &[&str] = &[
-        "LISTEN",
-        "SYN_RECV",
-        "ESTABLISHED",
-        "CLOSE_WAIT",
-        "LAST_ACK",
-        "CLOSED",
-    ];
-    const CLIENT_ACTIVE: &[&str] = &[
-        "CLOSED",
-        "SYN_SENT",
-        "ESTABLISHED",
-        "FIN_WAIT1",
-        "FIN_WAIT2",
-        "TIME_WAIT",
-    ];
+    const SERVER_PASSIVE: &[&str] = &support::PASSIVE_SERVER;
+    const CLIENT_ACTIVE: &[&str] = &support::ACTIVE_CLIENT;
     const CLIENT_PASSIVE: &[&str] = &[
         "CLOSED",
         "SYN_SENT",

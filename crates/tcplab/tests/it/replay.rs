@@ -41,22 +41,8 @@ fn paths(json: &[u8]) -> (Vec<String>, Vec<String>, bool) {
 
 #[test]
 fn replay_infers_the_textbook_paths_from_fixture_captures() {
-    let active = [
-        "CLOSED",
-        "SYN_SENT",
-        "ESTABLISHED",
-        "FIN_WAIT1",
-        "FIN_WAIT2",
-        "TIME_WAIT",
-    ];
-    let passive = [
-        "LISTEN",
-        "SYN_RECV",
-        "ESTABLISHED",
-        "CLOSE_WAIT",
-        "LAST_ACK",
-        "CLOSED",
-    ];
+    let active = support::ACTIVE_CLIENT;
+    let passive = support::PASSIVE_SERVER;
     for file in [
         "handshake.pcap",
         "handshake6.pcapng",

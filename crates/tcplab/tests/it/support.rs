@@ -8,6 +8,35 @@ pub fn tcplab_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tcplab"))
 }
 
+/// Runs `tcplab SUBCOMMAND ARGS...` to completion and returns its output.
+pub fn tcplab(subcommand: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(tcplab_bin())
+        .arg(subcommand)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run tcplab {subcommand}: {e}"))
+}
+
+/// The client's path when it closes first.
+pub const ACTIVE_CLIENT: [&str; 6] = [
+    "CLOSED",
+    "SYN_SENT",
+    "ESTABLISHED",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+];
+
+/// The server's (accepted socket's) path when the client closes first.
+pub const PASSIVE_SERVER: [&str; 6] = [
+    "LISTEN",
+    "SYN_RECV",
+    "ESTABLISHED",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "CLOSED",
+];
+
 /// Whether a privileged test may run. Root: yes. Otherwise the test fails loudly,
 /// unless `TCPLAB_SKIP_PRIVILEGED=1`, in which case it says "skipped" and returns false.
 #[track_caller]

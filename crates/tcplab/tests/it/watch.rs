@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -22,11 +21,7 @@ mod netns;
 use harness::{tcp_ext, Watcher, INSTANCES, WATCHERS};
 
 fn connect(args: &[&str]) -> std::process::Output {
-    Command::new(support::tcplab_bin())
-        .arg("connect")
-        .args(args)
-        .output()
-        .expect("run tcplab connect")
+    support::tcplab("connect", args)
 }
 
 fn is(v: &Value, local: SocketAddr, to: &str) -> bool {
