@@ -158,8 +158,10 @@ pub const SCENARIOS: &[Scenario] = &[
         segments: &["S", "S.", "P.", "P.", "F.", "F."],
         errno: None,
         wire: Some("hold-first-fin"),
-        // The server's FIN reaches the wire (and is held) before the client closes.
-        pace_ms: 200,
+        // The server's FIN reaches the wire (and is held) before the client closes,
+        // and is let go well within the 200 ms minimum RTO: a longer hold makes the
+        // server retransmit its FIN, a third F. on the wire.
+        pace_ms: 30,
     },
     Scenario {
         name: "syn-loss",

@@ -136,7 +136,12 @@ fn every_experiment_repeats_exactly_five_times_in_a_row() {
         let mut first: Option<(Vec<String>, Vec<String>, Vec<String>)> = None;
         for run in 0..5 {
             let out = lab(&[name, "--json", "--check"]);
-            assert_eq!(out.status.code(), Some(0), "{name} run {run}: {out:?}");
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{name} run {run}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
             let conn = &doc["connections"][0];
             let seen = (
