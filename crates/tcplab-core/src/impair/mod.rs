@@ -74,6 +74,8 @@ pub enum DropReason {
     },
     /// The client's handshake-completing ACK (`drop-third-ack`).
     ThirdAck,
+    /// After the cut (`cut=N`).
+    Cut,
     /// A retransmission of a segment the wire is already holding.
     HeldDuplicate,
 }
@@ -318,7 +320,10 @@ impl Wire {
             self.syn_acks.push((tcp.src_port, tcp.dst_port, tcp.seq));
         }
 
-        let drop = if self.rules.drop_nth.contains(&(dir, n)) {
+        let all = self.segments[0] + self.segments[1];
+        let drop = if self.rules.cut_after.is_some_and(|cut| all > cut) {
+            Some(DropReason::Cut)
+        } else if self.rules.drop_nth.contains(&(dir, n)) {
             Some(DropReason::Nth { n })
         } else if self.rules.drop_third_ack && self.is_third_ack(dir, &tcp) {
             Some(DropReason::ThirdAck)

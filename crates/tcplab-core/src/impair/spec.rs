@@ -39,6 +39,10 @@ pub struct Rules {
     /// Drop the n-th TCP segment (1-based, retransmissions counted) of a direction
     /// (`drop=3`, `drop=c:3`, `drop=s:2`; a bare number means client to server).
     pub drop_nth: Vec<(Direction, u64)>,
+    /// The cable is cut after this many TCP segments (both directions counted):
+    /// every later one is lost (`cut=3`: after the handshake). A peer that goes
+    /// silent, for keepalive and retransmission timeouts.
+    pub cut_after: Option<u64>,
 }
 
 /// The seed used when the spec gives none, so that even an unseeded run repeats.
@@ -56,7 +60,7 @@ pub struct SpecError {
 
 /// The words a spec understands, for error messages and help text.
 pub const WORDS: &str = "delay=DURATION loss=P% reorder=P% dup=P% seed=N drop=[c:|s:]N \
-                         hold-first-fin hold-syn drop-third-ack";
+                         cut=N hold-first-fin hold-syn drop-third-ack";
 
 impl Rules {
     /// Parses a spec: whitespace-separated words (see [`WORDS`]). The empty spec is a
@@ -102,10 +106,15 @@ impl Rules {
                         .ok_or_else(|| bad("N counts segments from 1, e.g. drop=3"))?;
                     rules.drop_nth.push((dir, n));
                 }
+                ("cut", Some(v)) => {
+                    rules.cut_after = Some(v.parse().map_err(|_| {
+                        bad("N is how many segments pass before the cut, e.g. cut=3")
+                    })?);
+                }
                 ("hold-first-fin" | "hold-syn" | "drop-third-ack", Some(_)) => {
                     return Err(bad("this rule takes no value"));
                 }
-                ("delay" | "loss" | "reorder" | "dup" | "seed" | "drop", None) => {
+                ("delay" | "loss" | "reorder" | "dup" | "seed" | "drop" | "cut", None) => {
                     return Err(bad("this rule needs a value, e.g. delay=20ms loss=5%"));
                 }
                 _ => return Err(bad(&format!("unknown rule; the wire understands {WORDS}"))),
@@ -166,6 +175,9 @@ impl fmt::Display for Rules {
             };
             words.push(format!("drop={d}:{n}"));
         }
+        if let Some(n) = self.cut_after {
+            words.push(format!("cut={n}"));
+        }
         f.write_str(&words.join(" "))
     }
 }
@@ -224,7 +236,7 @@ mod tests {
     #[test]
     fn parses_scenario_rules_and_drops() {
         let r = Rules::parse(
-            "hold-first-fin hold-syn drop-third-ack drop=3 drop=s:2 reorder=1% dup=0.5%",
+            "hold-first-fin hold-syn drop-third-ack drop=3 drop=s:2 reorder=1% dup=0.5% cut=9",
         )
         .unwrap();
         assert!(r.hold_first_fin && r.hold_syn && r.drop_third_ack);
@@ -236,6 +248,8 @@ mod tests {
             ]
         );
         assert_eq!((r.reorder_ppm, r.dup_ppm), (10_000, 5_000));
+        assert_eq!(r.cut_after, Some(9));
+        assert!(Rules::parse("cut=x").is_err() && Rules::parse("cut").is_err());
     }
 
     #[test]

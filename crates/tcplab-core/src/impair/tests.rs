@@ -418,3 +418,18 @@ fn every_event_of_a_packet_carries_its_number_and_converts_to_a_segment() {
     assert_eq!(junk.segment(), None);
     assert!(!junk.is_loss());
 }
+
+#[test]
+fn a_cut_loses_everything_after_n_segments_in_both_directions() {
+    let mut w = wire("cut=3");
+    w.handle(1, C2S, &seg(C2S, 1, 0, flags::SYN, b""));
+    w.handle(2, S2C, &seg(S2C, 9, 2, flags::SYN | flags::ACK, b""));
+    w.handle(3, C2S, &seg(C2S, 2, 10, flags::ACK, b""));
+    w.handle(4, C2S, &seg(C2S, 1, 10, flags::ACK, b""));
+    w.handle(5, S2C, &seg(S2C, 10, 2, flags::ACK, b""));
+    assert_eq!(drain(&mut w).len(), 3);
+    let cut = Action::Drop {
+        reason: DropReason::Cut,
+    };
+    assert_eq!(actions(&w)[3..], [(C2S, cut), (S2C, cut)]);
+}

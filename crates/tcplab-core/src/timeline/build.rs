@@ -72,7 +72,7 @@ fn ended_by(segments: &[Segment]) -> bool {
 }
 
 /// `a >= b` in sequence space (RFC 9293 §3.4, modulo 2^32).
-pub(super) fn seq_ge(a: u32, b: u32) -> bool {
+pub fn seq_ge(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0
 }
 
@@ -440,6 +440,7 @@ fn build_one(conv: &Conversation, changes: &[StateChange], calls: &[Call]) -> Co
         client: conv.client,
         server: conv.server,
         entries,
+        kernel: Vec::new(),
     }
 }
 

@@ -25,7 +25,7 @@ mod build;
 mod from_wire;
 mod infer;
 
-pub use build::{build, build_connection};
+pub use build::{build, build_connection, seq_ge};
 pub use from_wire::segments_from_frames;
 pub use infer::infer;
 
@@ -307,6 +307,10 @@ pub struct Connection {
     pub server: SocketAddr,
     /// Everything, in causal order.
     pub entries: Vec<Entry>,
+    /// The kernel parameters the run had (`net.ipv4.tcp_...` = value), where known:
+    /// the lab records them inside its namespace; a capture file does not have them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel: Vec<(String, String)>,
 }
 
 impl Connection {

@@ -6,6 +6,7 @@
 
 mod annotate;
 mod probes;
+mod recipes;
 mod run;
 mod scenario;
 
@@ -62,8 +63,16 @@ pub struct Args {
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     if args.list {
-        for s in SCENARIOS {
-            writeln!(stdout, "{:<18} {}", s.name, s.about)?;
+        for group in scenario::Group::ALL {
+            writeln!(stdout, "{}:", group.title())?;
+            for s in SCENARIOS.iter().filter(|s| s.group == group) {
+                let needs = if s.wire.is_some() {
+                    " [two hosts, root]"
+                } else {
+                    ""
+                };
+                writeln!(stdout, "  {:<22} {}{needs}", s.name, s.about)?;
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -120,12 +129,32 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         for note in place_note.iter().chain(&observed.missing) {
             writeln!(stdout, "not shown: {note}")?;
         }
+        if !scenario.sysctls.is_empty() {
+            let set: Vec<String> = scenario
+                .sysctls
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            writeln!(
+                stdout,
+                "kernel, set inside the run's namespace: {}",
+                set.join(" ")
+            )?;
+        }
         writeln!(stdout)?;
     }
     args.view.print(&mut stdout, std::slice::from_ref(&conn))?;
     if args.view.ladder() {
         if let Some(err) = &observed.client_error {
             writeln!(stdout, "client saw: {err}")?;
+        }
+        for f in findings(scenario, &observed, &conn) {
+            let mark = if f.ok {
+                ""
+            } else {
+                "  (not as the textbook says)"
+            };
+            writeln!(stdout, "{}: {}{mark}", f.what, f.seen)?;
         }
     }
     if args.check {
@@ -136,7 +165,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(path) = &args.expect_server {
             expected.server = expect::parse_path(path).context("--expect-server")?;
         }
-        let diffs = expect::compare(&expected, &expect::seen(&conn, observed.errno()));
+        let diffs = differences(scenario, &expected, &observed, &conn);
         // The verdict goes to stderr, so --json stays one document on stdout.
         if diffs.is_empty() {
             eprintln!("check {}: pass", scenario.name);
@@ -165,13 +194,12 @@ fn check_all(out: &mut impl Write) -> anyhow::Result<ExitCode> {
         let verdict = match run {
             Ok(observed) => {
                 let conn = connection(&observed);
-                let diffs =
-                    expect::compare(&scenario.expected(), &expect::seen(&conn, observed.errno()));
+                let diffs = differences(scenario, &scenario.expected(), &observed, &conn);
                 if diffs.is_empty() {
                     "pass".to_string()
                 } else {
                     failed += 1;
-                    let what: Vec<&str> = diffs.iter().map(|d| d.what).collect();
+                    let what: Vec<&str> = diffs.iter().map(|d| d.what.as_str()).collect();
                     format!("FAIL ({})", what.join(", "))
                 }
             }
@@ -180,7 +208,7 @@ fn check_all(out: &mut impl Write) -> anyhow::Result<ExitCode> {
                 format!("ERROR ({err:#})")
             }
         };
-        writeln!(out, "{:<18} {verdict}", scenario.name)?;
+        writeln!(out, "{:<22} {verdict}", scenario.name)?;
     }
     writeln!(out, "{} passed, {failed} failed", SCENARIOS.len() - failed)?;
     Ok(if failed == 0 {
@@ -188,6 +216,37 @@ fn check_all(out: &mut impl Write) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(crate::exit::FAILURE)
     })
+}
+
+/// What the experiment found beyond paths and segments: the recipe's own measurements
+/// and the scenario's checks of the timeline.
+fn findings(scenario: &Scenario, observed: &Observed, conn: &Connection) -> Vec<recipes::Finding> {
+    let mut all = observed.findings.clone();
+    if let Some(verify) = scenario.verify {
+        all.extend(verify(conn));
+    }
+    all
+}
+
+/// Everything that differs from `expected`, findings that do not hold included.
+fn differences(
+    scenario: &Scenario,
+    expected: &expect::Expected,
+    observed: &Observed,
+    conn: &Connection,
+) -> Vec<expect::Difference> {
+    let mut diffs = expect::compare(expected, &expect::seen(conn, observed.errno.as_deref()));
+    diffs.extend(
+        findings(scenario, observed, conn)
+            .into_iter()
+            .filter(|f| !f.ok)
+            .map(|f| expect::Difference {
+                what: f.what,
+                expected: f.expected,
+                seen: f.seen,
+            }),
+    );
+    diffs
 }
 
 /// The run's connection on one timeline, with the wire's losses marked.
@@ -199,6 +258,7 @@ pub fn connection(observed: &Observed) -> Connection {
         &observed.changes,
         &observed.calls,
     );
+    conn.kernel = observed.kernel.clone();
     for e in &mut conn.entries {
         if let timeline::Item::Segment(s) = &mut e.item {
             let key = (s.segment.ts_ns, s.segment.seq, s.segment.flags);

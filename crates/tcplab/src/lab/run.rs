@@ -10,7 +10,8 @@ use tcplab_core::event::StateChange;
 use tcplab_core::timeline::{Call, Role, Segment};
 
 use super::probes::{self, Probes};
-use super::scenario::{Scenario, Target};
+use super::recipes::{Finding, Outcome, Stage};
+use super::scenario::{EchoScript, Recipe, Scenario, Target};
 use crate::client::{self, Script, Step};
 use crate::clock;
 use crate::exit::Failure;
@@ -99,6 +100,28 @@ impl Place {
         }
     }
 
+    /// The client's IP address in this place.
+    pub fn client_ip(&self) -> std::net::IpAddr {
+        match self {
+            Place::TwoHost(_) => crate::twohost::CLIENT_V4.into(),
+            _ => Ipv4Addr::LOCALHOST.into(),
+        }
+    }
+
+    /// Sets a `net.*` sysctl on every host of this place (never on the machine's own
+    /// namespace: the loopback place has none to set, which is an error).
+    pub fn set_sysctl(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        match self {
+            Place::Namespace(ns) => ns.set_sysctl(name, value)?,
+            Place::TwoHost(h) => h.set_sysctl(name, value)?,
+            Place::Loopback => anyhow::bail!(
+                "{name}={value} can only be set inside a private network namespace \
+                 (needs CAP_SYS_ADMIN: run as root); tcplab never changes this machine's own"
+            ),
+        }
+        Ok(())
+    }
+
     /// Spawns a thread on `host`.
     pub fn spawn_on<T: Send + 'static>(
         &self,
@@ -172,24 +195,127 @@ pub struct Observed {
     pub missing: Vec<String>,
     /// How the client's script ended: the error it saw, in TCP terms.
     pub client_error: Option<Failure>,
+    /// The errno a socket call of the application returned, if any.
+    pub errno: Option<String>,
+    /// What the experiment measured itself.
+    pub findings: Vec<Finding>,
+    /// The kernel parameters the run had (name, value), read inside its namespace.
+    pub kernel: Vec<(String, String)>,
 }
 
-impl Observed {
-    /// The errno name of the client's error, if it had one.
-    pub fn errno(&self) -> Option<&'static str> {
-        self.client_error.as_ref().map(|f| match f.code {
-            crate::exit::REFUSED => "ECONNREFUSED",
-            crate::exit::RESET => "ECONNRESET",
-            crate::exit::TIMEOUT => "ETIMEDOUT",
-            _ => "EIO",
-        })
+/// The errno name of a script's failure.
+fn failure_errno(f: &Failure) -> String {
+    match f.code {
+        crate::exit::REFUSED => "ECONNREFUSED",
+        crate::exit::RESET => "ECONNRESET",
+        crate::exit::TIMEOUT => "ETIMEDOUT",
+        _ => "EIO",
     }
+    .to_string()
+}
+
+/// The kernel parameters of [`tcplab_core::sysctl::PARAMS`] as the server host has
+/// them, after the scenario's own settings.
+fn kernel_params(scenario: &Scenario, place: &Place) -> anyhow::Result<Vec<(String, String)>> {
+    for (name, value) in scenario.sysctls {
+        place
+            .set_sysctl(name, value)
+            .with_context(|| format!("experiment '{}'", scenario.name))?;
+    }
+    let values = place.run_on(Host::Server, crate::sysctl::snapshot)?;
+    Ok(values
+        .into_iter()
+        .filter_map(|v| Some((v.name.to_string(), v.value?)))
+        .collect())
 }
 
 /// Runs `scenario` in `place`, against the in-process server, or against the server at
 /// `external` (then only the client's calls are known).
 pub fn run(
     scenario: &Scenario,
+    place: &mut Place,
+    external: Option<SocketAddr>,
+) -> anyhow::Result<Observed> {
+    let kernel = kernel_params(scenario, place)?;
+    let mut observed = match scenario.recipe {
+        Recipe::Echo(script) => run_echo(&script, place, external)?,
+        Recipe::Calls(recipe) => run_calls(recipe, place)?,
+    };
+    observed.kernel = kernel;
+    Ok(observed)
+}
+
+/// A recipe of its own calls: a free server port first, then the probes on it, then
+/// the recipe; sockets it keeps are closed once the probes stopped.
+fn run_calls(
+    recipe: fn(&Stage<'_>) -> anyhow::Result<Outcome>,
+    place: &mut Place,
+) -> anyhow::Result<Observed> {
+    let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
+    let any = SocketAddr::new(place.server_ip(), 0);
+    let server = place.run_on(Host::Server, move || {
+        std::net::TcpListener::bind(any).and_then(|l| l.local_addr())
+    })??;
+    let mut probes = Probes::start(place, server.port());
+    let outcome = recipe(&Stage::new(place, server, Arc::clone(&calls)));
+    let seen = probes.finish();
+    let outcome = outcome?;
+    let mut calls = std::mem::take(&mut *calls.lock().unwrap_or_else(|e| e.into_inner()));
+    for c in calls.iter_mut() {
+        c.addr = match c.role {
+            Role::Client => outcome.client,
+            Role::Server => outcome.server,
+        };
+    }
+    let mut observed = settle(place, seen, calls, outcome.client, outcome.server);
+    observed.errno = outcome.errno;
+    observed.findings = outcome.findings;
+    drop(outcome.keep);
+    Ok(observed)
+}
+
+/// The run's observations once the probes stopped: the wire's segments when there is
+/// a wire (it saw every one, the lost ones too), the calls in time order.
+fn settle(
+    place: &mut Place,
+    seen: probes::Seen,
+    mut calls: Vec<Call>,
+    client: SocketAddr,
+    server: SocketAddr,
+) -> Observed {
+    let probes::Seen {
+        capture,
+        segments,
+        changes,
+        missing,
+    } = seen;
+    let wire = place.stop_wire();
+    let (segments, lost) = if wire.is_empty() {
+        (segments, Vec::new())
+    } else {
+        wire_segments(&wire)
+    };
+    calls.sort_by_key(|c| c.ts_ns);
+    Observed {
+        client,
+        server,
+        calls,
+        segments,
+        lost,
+        changes,
+        capture,
+        missing,
+        client_error: None,
+        errno: None,
+        findings: Vec::new(),
+        kernel: Vec::new(),
+    }
+}
+
+/// A client script against the in-process echo server (or no listener, or the server
+/// at `external`).
+fn run_echo(
+    scenario: &EchoScript,
     place: &mut Place,
     external: Option<SocketAddr>,
 ) -> anyhow::Result<Observed> {
@@ -285,21 +411,9 @@ pub fn run(
             std::thread::park_timeout(Duration::from_millis(1));
         }
     }
-    let probes::Seen {
-        capture,
-        segments,
-        changes,
-        missing,
-    } = probes.finish();
-    // With two hosts the wire saw every segment, the lost ones too.
-    let wire = place.stop_wire();
-    let (segments, lost) = if wire.is_empty() {
-        (segments, Vec::new())
-    } else {
-        wire_segments(&wire)
-    };
+    let seen = probes.finish();
     let client_addr = match client_addr.port() {
-        0 => probes::client_from(&segments, &changes, server_addr).unwrap_or(client_addr),
+        0 => probes::client_from(&seen.segments, &seen.changes, server_addr).unwrap_or(client_addr),
         _ => client_addr,
     };
     let _ = stop_tx.send(());
@@ -324,18 +438,10 @@ pub fn run(
         }),
         _ => None,
     }));
-    calls.sort_by_key(|c| c.ts_ns);
-    Ok(Observed {
-        client: client_addr,
-        server: server_addr,
-        calls,
-        segments,
-        lost,
-        changes,
-        capture,
-        missing,
-        client_error,
-    })
+    let mut observed = settle(place, seen, calls, client_addr, server_addr);
+    observed.errno = client_error.as_ref().map(failure_errno);
+    observed.client_error = client_error;
+    Ok(observed)
 }
 
 /// The segments the wire handled: each packet at the time it left the wire (a held
