@@ -18,7 +18,8 @@ pub struct Expected {
     pub server: Vec<TcpState>,
     /// The significant segments (see [`significant_segments`]) in tcpdump's flag
     /// notation (`S`, `S.`, `.`, `P.`, `F.`, `R.`, `. win 0`, ...); a token ending in
-    /// `+` stands for one or more such segments in a row, `*` for any (see
+    /// `+` stands for one or more such segments in a row, `?` for zero or one, `*` for
+    /// any (see
     /// [`segments_match`]).
     pub segments: Vec<String>,
     /// The error the client's socket call returned (`ECONNREFUSED`, ...), if any.
@@ -126,21 +127,26 @@ pub fn significant_segments(conn: &Connection) -> Vec<String> {
 
 /// Whether the `seen` segments fit the `pattern`: each element a token that must match
 /// one segment, a token followed by `+` that matches one or more in a row (for counts
-/// the kernel decides, such as how a burst is cut into segments), or `*` for any
-/// segments at all (a phase whose details the experiment does not predict).
+/// the kernel decides, such as how a burst is cut into segments), a token followed by
+/// `?` that matches zero or one (a pure ACK whose timing is the kernel's), or `*` for
+/// any segments at all (a phase whose details the experiment does not predict).
 pub fn segments_match(pattern: &[String], seen: &[String]) -> bool {
     match pattern.split_first() {
         None => seen.is_empty(),
         Some((first, rest)) if first == "*" => {
             (0..=seen.len()).any(|n| segments_match(rest, &seen[n..]))
         }
-        Some((first, rest)) => match first.strip_suffix('+') {
-            Some(token) => {
-                let run = seen.iter().take_while(|s| *s == token).count();
-                (1..=run).rev().any(|n| segments_match(rest, &seen[n..]))
-            }
-            None => seen.first() == Some(first) && segments_match(rest, &seen[1..]),
-        },
+        Some((first, rest)) => {
+            let (token, least, most) = match (first.strip_suffix('+'), first.strip_suffix('?')) {
+                (Some(token), _) => (token, 1, usize::MAX),
+                (_, Some(token)) => (token, 0, 1),
+                _ => (first.as_str(), 1, 1),
+            };
+            let run = seen.iter().take_while(|s| *s == token).take(most).count();
+            (least..=run)
+                .rev()
+                .any(|n| segments_match(rest, &seen[n..]))
+        }
     }
 }
 
@@ -287,6 +293,10 @@ mod tests {
         let pattern = tokens(&["P.+", "P."]);
         assert!(segments_match(&pattern, &tokens(&["P.", "P.", "P."])));
         assert!(!segments_match(&pattern, &tokens(&["P."])));
+        let pattern = tokens(&["F.", ".?", "F."]);
+        assert!(segments_match(&pattern, &tokens(&["F.", "F."])));
+        assert!(segments_match(&pattern, &tokens(&["F.", ".", "F."])));
+        assert!(!segments_match(&pattern, &tokens(&["F.", ".", ".", "F."])));
         let pattern = tokens(&["S", "*", ". win 0", "*"]);
         assert!(segments_match(&pattern, &tokens(&["S", ". win 0"])));
         assert!(segments_match(

@@ -440,7 +440,7 @@ fn build_one(conv: &Conversation, changes: &[StateChange], calls: &[Call]) -> Co
         client: conv.client,
         server: conv.server,
         entries,
-        kernel: Vec::new(),
+        kernel: Default::default(),
     }
 }
 

@@ -68,7 +68,7 @@ pub fn infer(segments: &[Segment]) -> Vec<Connection> {
                 client: conv.client,
                 server: conv.server,
                 entries: causal_order(entries, &anchors, n),
-                kernel: Vec::new(),
+                kernel: Default::default(),
             }
         })
         .collect()

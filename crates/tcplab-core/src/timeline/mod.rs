@@ -307,10 +307,10 @@ pub struct Connection {
     pub server: SocketAddr,
     /// Everything, in causal order.
     pub entries: Vec<Entry>,
-    /// The kernel parameters the run had (`net.ipv4.tcp_...` = value), where known:
+    /// The kernel parameters the run had (`net.ipv4.tcp_...` → value), where known:
     /// the lab records them inside its namespace; a capture file does not have them.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub kernel: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub kernel: std::collections::BTreeMap<String, String>,
 }
 
 impl Connection {

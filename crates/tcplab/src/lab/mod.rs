@@ -129,12 +129,16 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         for note in place_note.iter().chain(&observed.missing) {
             writeln!(stdout, "not shown: {note}")?;
         }
+        let value = |name: &str| {
+            let v = observed.kernel.get(name).map_or("?", String::as_str);
+            format!("{name}={v}")
+        };
+        if !scenario.params.is_empty() {
+            let shown: Vec<String> = scenario.params.iter().map(|n| value(n)).collect();
+            writeln!(stdout, "kernel: {}", shown.join(" "))?;
+        }
         if !scenario.sysctls.is_empty() {
-            let set: Vec<String> = scenario
-                .sysctls
-                .iter()
-                .map(|(name, value)| format!("{name}={value}"))
-                .collect();
+            let set: Vec<String> = scenario.sysctls.iter().map(|(n, _)| value(n)).collect();
             writeln!(
                 stdout,
                 "kernel, set inside the run's namespace: {}",

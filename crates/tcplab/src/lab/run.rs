@@ -200,7 +200,7 @@ pub struct Observed {
     /// What the experiment measured itself.
     pub findings: Vec<Finding>,
     /// The kernel parameters the run had (name, value), read inside its namespace.
-    pub kernel: Vec<(String, String)>,
+    pub kernel: std::collections::BTreeMap<String, String>,
 }
 
 /// The errno name of a script's failure.
@@ -216,7 +216,10 @@ fn failure_errno(f: &Failure) -> String {
 
 /// The kernel parameters of [`tcplab_core::sysctl::PARAMS`] as the server host has
 /// them, after the scenario's own settings.
-fn kernel_params(scenario: &Scenario, place: &Place) -> anyhow::Result<Vec<(String, String)>> {
+fn kernel_params(
+    scenario: &Scenario,
+    place: &Place,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     for (name, value) in scenario.sysctls {
         place
             .set_sysctl(name, value)
@@ -308,7 +311,7 @@ fn settle(
         client_error: None,
         errno: None,
         findings: Vec::new(),
-        kernel: Vec::new(),
+        kernel: Default::default(),
     }
 }
 

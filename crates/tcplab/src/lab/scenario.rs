@@ -97,6 +97,8 @@ pub struct Scenario {
     /// Kernel parameters set inside the experiment's own namespace(s) (never on the
     /// machine) before it runs, e.g. `("net.ipv4.tcp_early_retrans", "0")`.
     pub sysctls: &'static [(&'static str, &'static str)],
+    /// Kernel parameters that shape it, shown with their values above its ladder.
+    pub params: &'static [&'static str],
     /// Checks of its own on the timeline (a retransmission's delay, a probe's count).
     pub verify: Option<fn(&Connection) -> Vec<Finding>>,
 }
@@ -174,6 +176,9 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_fin_timeout",
+        ],
         verify: None,
     },
     Scenario {
@@ -188,6 +193,10 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_syn_retries",
+            "net.ipv4.tcp_synack_retries",
+        ],
         verify: None,
     },
     Scenario {
@@ -207,6 +216,7 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: Some("ECONNREFUSED"),
         wire: None,
         sysctls: &[],
+        params: &[],
         verify: None,
     },
     Scenario {
@@ -227,6 +237,10 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: Some("drop=c:1"),
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_syn_retries",
+            "net.ipv4.tcp_syn_linear_timeouts",
+        ],
         verify: None,
     },
     Scenario {
@@ -241,6 +255,9 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: Some("hold-syn"),
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_syn_retries",
+        ],
         verify: None,
     },
     Scenario {
@@ -255,6 +272,9 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[
+            "net.ipv4.ip_local_port_range",
+        ],
         verify: None,
     },
     Scenario {
@@ -269,6 +289,12 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[
+            "net.core.somaxconn",
+            "net.ipv4.tcp_max_syn_backlog",
+            "net.ipv4.tcp_abort_on_overflow",
+            "net.ipv4.tcp_syn_linear_timeouts",
+        ],
         verify: None,
     },
     Scenario {
@@ -284,6 +310,10 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: Some("drop-third-ack"),
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_synack_retries",
+            "net.ipv4.tcp_syncookies",
+        ],
         verify: None,
     },
     Scenario {
@@ -298,6 +328,9 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_autocorking",
+        ],
         verify: None,
     },
     Scenario {
@@ -315,6 +348,11 @@ pub const SCENARIOS: &[Scenario] = &[
             ("net.ipv4.tcp_early_retrans", "0"),
             ("net.ipv4.tcp_autocorking", "0"),
         ],
+        params: &[
+            "net.ipv4.tcp_sack",
+            "net.ipv4.tcp_recovery",
+            "net.ipv4.tcp_rto_min_us",
+        ],
         verify: Some(recipes::verify_retransmission),
     },
     Scenario {
@@ -331,6 +369,11 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_rmem",
+            "net.ipv4.tcp_window_scaling",
+            "net.ipv4.tcp_retries2",
+        ],
         verify: None,
     },
     Scenario {
@@ -345,6 +388,10 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_fin_timeout",
+            "net.ipv4.tcp_max_tw_buckets",
+        ],
         verify: None,
     },
     Scenario {
@@ -359,6 +406,9 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_fin_timeout",
+        ],
         verify: None,
     },
     Scenario {
@@ -373,6 +423,9 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_fin_timeout",
+        ],
         verify: None,
     },
     Scenario {
@@ -392,6 +445,9 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_fin_timeout",
+        ],
         verify: None,
     },
     Scenario {
@@ -415,6 +471,10 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: Some("hold-first-fin"),
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_fin_timeout",
+            "net.ipv4.tcp_orphan_retries",
+        ],
         verify: None,
     },
     Scenario {
@@ -425,10 +485,16 @@ pub const SCENARIOS: &[Scenario] = &[
         recipe: Recipe::Calls(recipes::time_wait_rebind),
         client_path: PASSIVE_CLOSE_CLIENT,
         server_path: ACTIVE_CLOSE_SERVER,
-        segments: &["S", "S.", ".", "F.", "F.", "."],
+        // The client closes as soon as it reads the EOF: its FIN usually carries the
+        // ACK of the server's FIN, but a reader that wakes late ACKs first.
+        segments: &["S", "S.", ".", "F.", ".?", "F.", "."],
         errno: Some("EADDRINUSE"),
         wire: None,
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_tw_reuse",
+            "net.ipv4.tcp_max_tw_buckets",
+        ],
         verify: None,
     },
     Scenario {
@@ -448,6 +514,7 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[],
         verify: None,
     },
     Scenario {
@@ -467,6 +534,7 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: None,
         wire: None,
         sysctls: &[],
+        params: &[],
         verify: None,
     },
     Scenario {
@@ -481,6 +549,11 @@ pub const SCENARIOS: &[Scenario] = &[
         errno: Some("ETIMEDOUT"),
         wire: Some("cut=3"),
         sysctls: &[],
+        params: &[
+            "net.ipv4.tcp_keepalive_time",
+            "net.ipv4.tcp_keepalive_intvl",
+            "net.ipv4.tcp_keepalive_probes",
+        ],
         verify: None,
     },
 ];
