@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use crate::state::TcpState;
-use crate::timeline::{flags, seq_ge, Connection, Item, Role};
+use crate::timeline::{flags, seq_ge, Analysis, Connection, Item, Role};
 
 /// What a scenario should show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,14 +61,10 @@ pub fn significant_segments(conn: &Connection) -> Vec<String> {
     /// What one direction has done so far.
     #[derive(Default)]
     struct Side {
-        /// One past the highest sequence number sent.
-        sent_end: Option<u32>,
         /// Sequence ends of this side's SYN and FIN, not yet acknowledged.
         unacked_ctl: Vec<u32>,
         /// The highest acknowledgment the peer sent that arrived.
         acked: Option<u32>,
-        /// The last segment advertised a zero window.
-        window_zero: bool,
     }
     let mut sides: [Side; 2] = Default::default();
     let index = |role: Role| usize::from(role == Role::Server);
@@ -88,18 +84,13 @@ pub fn significant_segments(conn: &Connection) -> Vec<String> {
                 .unacked_ctl
                 .iter()
                 .any(|&end| seq_ge(s.ack, end));
-        let token = if control {
-            Some(s.tcpdump_flags())
-        } else if sides[me].sent_end == Some(s.seq.wrapping_add(1)) {
-            Some(". probe".to_string())
-        } else if s.window == 0 {
-            Some(". win 0".to_string())
-        } else if sides[me].window_zero {
-            Some(". win update".to_string())
-        } else if acks_ctl {
-            Some(".".to_string())
-        } else {
-            None
+        let token = match entry.analysis {
+            _ if control => Some(s.tcpdump_flags()),
+            Some(Analysis::KeepAlive | Analysis::ZeroWindowProbe) => Some(". probe".to_string()),
+            Some(Analysis::ZeroWindow) => Some(". win 0".to_string()),
+            Some(Analysis::WindowUpdate) => Some(". win update".to_string()),
+            None if acks_ctl => Some(".".to_string()),
+            None => None,
         };
         out.extend(token);
         if s.has(flags::ACK) && !entry.lost {
@@ -111,16 +102,12 @@ pub fn significant_segments(conn: &Connection) -> Vec<String> {
         }
         let side = &mut sides[me];
         let end = s.seq.wrapping_add(s.seq_len());
-        if side.sent_end.is_none_or(|sent| seq_ge(end, sent)) {
-            side.sent_end = Some(end);
-        }
         // A SYN or FIN sent again (a simultaneous open's SYN,ACK) that the peer already
         // acknowledged needs no acknowledgment.
         let acked = side.acked.is_some_and(|a| seq_ge(a, end));
         if s.flags & (flags::SYN | flags::FIN) != 0 && !acked && !side.unacked_ctl.contains(&end) {
             side.unacked_ctl.push(end);
         }
-        side.window_zero = s.window == 0 && !s.has(flags::RST);
     }
     out
 }

@@ -200,6 +200,9 @@ fn arrow(s: &SegmentEntry, lane: usize, style: Style) -> String {
         }
         let _ = write!(label, " \"{preview}\"");
     }
+    if let Some(analysis) = s.analysis {
+        label = format!("{} {label}", analysis.label());
+    }
     if s.retransmission {
         label = format!("RETRANSMISSION {label}");
     }

@@ -31,6 +31,9 @@ pub fn render(conn: &Connection) -> String {
                 if seg.len > 0 {
                     let _ = write!(label, " len={}", seg.len);
                 }
+                if let Some(analysis) = s.analysis {
+                    label.insert_str(0, &format!("{}: ", analysis.label().to_lowercase()));
+                }
                 if s.retransmission {
                     label.insert_str(0, "retransmission: ");
                 }

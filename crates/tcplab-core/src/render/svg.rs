@@ -86,6 +86,9 @@ pub fn ladder(conn: &Connection) -> String {
                 if sg.len > 0 {
                     let _ = write!(label, " len={}", sg.len);
                 }
+                if let Some(analysis) = seg.analysis {
+                    label.insert_str(0, &format!("{} ", analysis.label().to_lowercase()));
+                }
                 if seg.retransmission {
                     label.insert_str(0, "retransmission ");
                 }

@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 
 use super::{
-    flags, Call, CallEntry, Cause, Connection, Entry, Item, Role, Segment, SegmentEntry, StateEntry,
+    flags, Analysis, Call, CallEntry, Cause, Connection, Entry, Item, Role, Segment, SegmentEntry,
+    StateEntry,
 };
 use crate::event::{RstDirection, StateChange};
 use crate::flow::{Endpoint, FlowKey, SegmentNumbers, WiresharkSeq};
@@ -95,6 +96,8 @@ pub(super) fn segment_entries(conv: &Conversation) -> Vec<Entry> {
         port: a.port(),
     };
     let mut next: [Option<u32>; 2] = [None, None];
+    // The last window each side advertised was zero.
+    let mut window_zero = [false; 2];
     conv.segments
         .iter()
         .map(|s| {
@@ -103,6 +106,27 @@ pub(super) fn segment_entries(conv: &Conversation) -> Vec<Entry> {
             let end = s.seq.wrapping_add(s.seq_len());
             // It starts before the highest sequence number sent so far: old data again.
             let retransmission = s.seq_len() > 0 && next[me].is_some_and(|n| !seq_ge(s.seq, n));
+            let pure_ack = s.flags & (flags::SYN | flags::FIN | flags::RST) == 0
+                && s.has(flags::ACK)
+                && s.len == 0;
+            let analysis = if !pure_ack {
+                None
+            } else if next[me] == Some(s.seq.wrapping_add(1)) {
+                Some(if window_zero[1 - me] {
+                    Analysis::ZeroWindowProbe
+                } else {
+                    Analysis::KeepAlive
+                })
+            } else if s.window == 0 {
+                Some(Analysis::ZeroWindow)
+            } else if window_zero[me] {
+                Some(Analysis::WindowUpdate)
+            } else {
+                None
+            };
+            if !s.has(flags::RST) {
+                window_zero[me] = s.window == 0;
+            }
             if next[me].is_none_or(|n| seq_ge(end, n)) {
                 next[me] = Some(end);
             }
@@ -125,6 +149,7 @@ pub(super) fn segment_entries(conv: &Conversation) -> Vec<Entry> {
                     segment: s.clone(),
                     retransmission,
                     lost: false,
+                    analysis,
                 }),
             }
         })

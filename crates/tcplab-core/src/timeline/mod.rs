@@ -274,6 +274,38 @@ pub struct SegmentEntry {
     /// Dropped on the wire (the lab's impairable wire): never arrived.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lost: bool,
+    /// What a pure ACK does beyond acknowledging, in Wireshark's terms, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+}
+
+/// What a pure ACK (no data, SYN, FIN or RST) does, as Wireshark's expert analysis
+/// names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Analysis {
+    /// One byte below what its sender already sent, while the peer's window is open:
+    /// "are you still there?" (keepalive).
+    KeepAlive,
+    /// The same kind of segment while the peer's window is zero: the persist timer
+    /// asking whether the window opened.
+    ZeroWindowProbe,
+    /// Advertises a window of zero: the receiver's buffer is full.
+    ZeroWindow,
+    /// Opens the window again after a zero window.
+    WindowUpdate,
+}
+
+impl Analysis {
+    /// How the ladder labels it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Analysis::KeepAlive => "KEEPALIVE",
+            Analysis::ZeroWindowProbe => "ZERO WINDOW PROBE",
+            Analysis::ZeroWindow => "ZERO WINDOW",
+            Analysis::WindowUpdate => "WINDOW UPDATE",
+        }
+    }
 }
 
 /// One line of the timeline.
