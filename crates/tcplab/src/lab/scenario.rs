@@ -172,7 +172,9 @@ pub const SCENARIOS: &[Scenario] = &[
         }),
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
-        segments: &["S", "S.", ".", "P.", "P.", "P.", "P.", "F.", "F.", "."],
+        // The client closes as soon as it reads the EOF: its FIN usually carries the ACK of the
+        // server's FIN; a reader that wakes late ACKs first (`.?`).
+        segments: &["S", "S.", ".", "P.", "P.", "P.", "P.", "F.", ".?", "F.", "."],
         errno: None,
         wire: None,
         sysctls: &[],
@@ -233,7 +235,9 @@ pub const SCENARIOS: &[Scenario] = &[
         }),
         client_path: &["CLOSED", "SYN_SENT", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"],
         server_path: &["LISTEN", "SYN_RECV", "ESTABLISHED", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT"],
-        segments: &["S", "S", "S.", ".", "P.", "P.", "P.", "P.", "F.", "F.", "."],
+        // The client closes as soon as it reads the EOF: its FIN usually carries the ACK of the
+        // server's FIN; a reader that wakes late ACKs first (`.?`).
+        segments: &["S", "S", "S.", ".", "P.", "P.", "P.", "P.", "F.", ".?", "F.", "."],
         errno: None,
         wire: Some("drop=c:1"),
         sysctls: &[],
@@ -324,7 +328,9 @@ pub const SCENARIOS: &[Scenario] = &[
         recipe: Recipe::Calls(recipes::nagle_delayed_ack),
         client_path: ACTIVE_CLOSE_CLIENT,
         server_path: PASSIVE_CLOSE_SERVER,
-        segments: &["S", "S.", ".", "P.", "P.", "P.", "P.", "P.", "P.", "P.", "P.", "F.", "F.", "."],
+        // The server closes as soon as it reads the EOF: its FIN usually carries the ACK of the
+        // client's FIN; a reader that wakes late ACKs first (`.?`).
+        segments: &["S", "S.", ".", "P.", "P.", "P.", "P.", "P.", "P.", "P.", "P.", "F.", ".?", "F.", "."],
         errno: None,
         wire: None,
         sysctls: &[],
@@ -341,7 +347,9 @@ pub const SCENARIOS: &[Scenario] = &[
         recipe: Recipe::Calls(recipes::retransmission),
         client_path: ACTIVE_CLOSE_CLIENT,
         server_path: PASSIVE_CLOSE_SERVER,
-        segments: &["S", "S.", ".", "P.+", "F.", "F.", "."],
+        // The server closes as soon as it reads the EOF: its FIN usually carries the ACK of the
+        // client's FIN; a reader that wakes late ACKs first (`.?`).
+        segments: &["S", "S.", ".", "P.+", "F.", ".?", "F.", "."],
         errno: None,
         wire: Some("drop=c:4 drop=c:10"),
         sysctls: &[

@@ -126,10 +126,6 @@ const ON_THE_WIRE: [&str; 6] = [
     "keepalive-timeout",
 ];
 
-/// Those whose segment counts the kernel decides (how a burst or a refill after a zero
-/// window is cut into segments): their pattern has `+` or `*`, checked by --check.
-const SEGMENTS_VARY: [&str; 2] = ["retransmission", "zero-window"];
-
 #[test]
 fn every_experiment_runs() {
     let out = lab(&["--list"]);
@@ -145,6 +141,12 @@ fn every_experiment_runs() {
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     for name in names {
+        let described = lab(&[name, "--describe"]);
+        let text = String::from_utf8_lossy(&described.stdout);
+        assert!(
+            text.starts_with(&format!("{name} (")) && text.contains("\n  client path: "),
+            "{text}"
+        );
         if ON_THE_WIRE.contains(&name) && !root {
             continue;
         }
@@ -159,7 +161,7 @@ fn every_experiment_repeats_exactly_five_times_in_a_row() {
         return;
     }
     for name in EXPERIMENTS {
-        let mut first: Option<(Vec<String>, Vec<String>, Vec<String>)> = None;
+        let mut first: Option<(Vec<String>, Vec<String>)> = None;
         for run in 0..5 {
             let out = lab(&[name, "--json", "--check"]);
             assert_eq!(
@@ -170,12 +172,9 @@ fn every_experiment_repeats_exactly_five_times_in_a_row() {
             );
             let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
             let conn = &doc["connections"][0];
-            let flags = if SEGMENTS_VARY.contains(&name) {
-                Vec::new()
-            } else {
-                significant_flags(conn)
-            };
-            let seen = (path(conn, "client"), path(conn, "server"), flags);
+            // The segments fit the experiment's pattern (--check passed); the paths
+            // are the same every time.
+            let seen = (path(conn, "client"), path(conn, "server"));
             match &first {
                 None => first = Some(seen),
                 Some(f) => assert_eq!(&seen, f, "{name} run {run} differs from run 0"),
@@ -470,6 +469,20 @@ fn without_privileges_the_lab_falls_back_and_says_what_is_lost() {
     // States still come, from sock_diag polls, marked approximate.
     assert!(text.contains("ESTABLISHED≈"), "{text}");
     assert!(text.contains("≈ seen by polling sock_diag"), "{text}");
+    // A check needs exact observation: without it, no verdict on the kernel.
+    let out = Command::new(support::tcplab_bin())
+        .args(["lab", "refused", "--check"])
+        .env("TCPLAB_NO_NETNS", "1")
+        .env("TCPLAB_NO_CAPTURE", "1")
+        .env("TCPLAB_NO_TRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("check refused: cannot check without exact observation"),
+        "{err}"
+    );
 }
 
 #[test]
