@@ -443,16 +443,21 @@ fn the_html_page_and_svg_are_written() {
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 }
 
-#[test]
-fn without_privileges_the_lab_falls_back_and_says_what_is_lost() {
-    // Simulate an unprivileged run: no namespace, no capture, no tracepoints.
-    let out = Command::new(support::tcplab_bin())
-        .args(["lab", "--width", "100"])
+/// `tcplab lab ARGS` as without privileges: no namespace, no capture, no tracepoints.
+fn unprivileged_lab(args: &[&str]) -> std::process::Output {
+    Command::new(support::tcplab_bin())
+        .arg("lab")
+        .args(args)
         .env("TCPLAB_NO_NETNS", "1")
         .env("TCPLAB_NO_CAPTURE", "1")
         .env("TCPLAB_NO_TRACE", "1")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn without_privileges_the_lab_falls_back_and_says_what_is_lost() {
+    let out = unprivileged_lab(&["--width", "100"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("ran in this machine's loopback"), "{text}");
@@ -470,13 +475,7 @@ fn without_privileges_the_lab_falls_back_and_says_what_is_lost() {
     assert!(text.contains("ESTABLISHED≈"), "{text}");
     assert!(text.contains("≈ seen by polling sock_diag"), "{text}");
     // A check needs exact observation: without it, no verdict on the kernel.
-    let out = Command::new(support::tcplab_bin())
-        .args(["lab", "refused", "--check"])
-        .env("TCPLAB_NO_NETNS", "1")
-        .env("TCPLAB_NO_CAPTURE", "1")
-        .env("TCPLAB_NO_TRACE", "1")
-        .output()
-        .unwrap();
+    let out = unprivileged_lab(&["refused", "--check"]);
     assert_eq!(out.status.code(), Some(6), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

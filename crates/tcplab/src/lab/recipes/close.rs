@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tcplab_core::timeline::Role;
 
-use super::{connected, errno_name, joined, listener, Finding, Outcome, Sock, Stage};
+use super::{errno_name, joined, nothing, Finding, Outcome, Sock, Stage};
 use crate::lab::run::Host;
 
 /// How long the passive side waits after the EOF before closing, for the four-segment
@@ -15,20 +15,9 @@ const PASSIVE_WAIT: Duration = Duration::from_millis(250);
 
 /// A connection with one line echoed: (client, accepted, listener).
 fn echoed_once(stage: &Stage<'_>) -> anyhow::Result<(Sock, Sock, Sock)> {
-    let (srv, cli) = (stage.recorder(Role::Server), stage.recorder(Role::Client));
-    let server = stage.server;
-    let listening = stage.on(Host::Server, move || listener(&srv, server, 5))?;
-    let client = stage.on(Host::Client, move || {
-        let client = connected(&cli, server)?;
-        client.write(b"hello\n")?;
-        Ok(client)
-    })?;
-    let (accepted, listening) = stage.on(Host::Server, move || {
-        let accepted = listening.accept()?;
-        let line = accepted.read_exact(6)?;
-        accepted.write(&line)?;
-        Ok((accepted, listening))
-    })?;
+    let listening = stage.listen(5)?;
+    let client = stage.connect(|c| c.write(b"hello\n"))?;
+    let (accepted, listening) = stage.accept(listening, |a| a.write(&a.read_exact(6)?))?;
     let client = stage.on(Host::Client, move || {
         client.read_exact(6)?;
         Ok(client)
@@ -97,10 +86,9 @@ pub fn server_close(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
 /// socket had it: Linux lets a bind share the port with a TIME_WAIT socket only when
 /// both set it).
 pub fn time_wait_rebind(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
-    let (srv, cli) = (stage.recorder(Role::Server), stage.recorder(Role::Client));
     let server = stage.server;
-    let listening = stage.on(Host::Server, move || listener(&srv, server, 5))?;
-    let client = stage.on(Host::Client, move || connected(&cli, server))?;
+    let listening = stage.listen(5)?;
+    let client = stage.connect(nothing)?;
     let client_addr = client.local()?;
     let client = stage.spawn_waiting(Host::Client, move || {
         close_after_eof(client, Duration::ZERO)

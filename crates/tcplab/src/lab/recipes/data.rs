@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tcplab_core::timeline::{Connection, Item, Role};
 
-use super::{connected, joined, listener, wait_until, Finding, Outcome, Sock, Stage};
+use super::{joined, nothing, wait_until, Finding, Outcome, Sock, Stage};
 use crate::lab::run::Host;
 
 /// What separates a stall from none: the delayed ACK waits at least 40 ms.
@@ -44,10 +44,8 @@ fn split_round_trip(sock: &Sock) -> std::io::Result<Duration> {
 /// connection ACKs at once (quick-ACK mode) until the server has answered quickly once
 /// and counts as interactive (pingpong mode), where ACKs are delayed.
 pub fn nagle_delayed_ack(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
-    let (srv, cli) = (stage.recorder(Role::Server), stage.recorder(Role::Client));
-    let server = stage.server;
-    let listening = stage.on(Host::Server, move || listener(&srv, server, 5))?;
-    let client = stage.on(Host::Client, move || connected(&cli, server))?;
+    let listening = stage.listen(5)?;
+    let client = stage.connect(nothing)?;
     let client_addr = client.local()?;
     let serving = stage.spawn(Host::Server, move || {
         serve_lines(listening.accept()?)?;
@@ -65,7 +63,7 @@ pub fn nagle_delayed_ack(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
     })?;
     joined(serving)?;
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
-    let mut outcome = Outcome::of(client_addr, server);
+    let mut outcome = Outcome::of(client_addr, stage.server);
     outcome.findings = vec![
         Finding {
             what: "write, write, read with Nagle".into(),
@@ -97,7 +95,7 @@ const ZERO_WINDOW_PAUSE: Duration = Duration::from_millis(450);
 /// the sender's persist timer probes it, and when it reads, a window update lets the
 /// rest flow.
 pub fn zero_window(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
-    let (srv, cli) = (stage.recorder(Role::Server), stage.recorder(Role::Client));
+    let srv = stage.recorder(Role::Server);
     let server = stage.server;
     let listening = stage.on(Host::Server, move || {
         let sock = Sock::new(&srv, server)?;
@@ -111,7 +109,7 @@ pub fn zero_window(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
         sock.listen(5)?;
         Ok(sock)
     })?;
-    let client = stage.on(Host::Client, move || connected(&cli, server))?;
+    let client = stage.connect(nothing)?;
     let client_addr = client.local()?;
     let receiver = stage.spawn(Host::Server, move || {
         let accepted = listening.accept()?;
@@ -174,14 +172,9 @@ fn all_acked(sock: &Sock) -> std::io::Result<()> {
 /// ACKs, so only the retransmission timeout (≥ 200 ms) repairs it. Tail loss probes are
 /// turned off in the client's namespace so that the timeout is what acts.
 pub fn retransmission(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
-    let (srv, cli) = (stage.recorder(Role::Server), stage.recorder(Role::Client));
     let server = stage.server;
-    let listening = stage.on(Host::Server, move || listener(&srv, server, 5))?;
-    let client = stage.on(Host::Client, move || {
-        let client = connected(&cli, server)?;
-        client.set("TCP_NODELAY", |s| s.set_tcp_nodelay(true))?;
-        Ok(client)
-    })?;
+    let listening = stage.listen(5)?;
+    let client = stage.connect(|c| c.set("TCP_NODELAY", |s| s.set_tcp_nodelay(true)))?;
     let client_addr = client.local()?;
     let line = |i: usize| format!("line {i}\n").into_bytes();
     let total: usize = (1..=BURST + 1).map(|i| line(i).len()).sum();

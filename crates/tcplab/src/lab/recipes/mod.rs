@@ -114,6 +114,48 @@ impl Stage<'_> {
     }
 }
 
+impl Stage<'_> {
+    /// A listener at the server's address, on the server host: `socket()`,
+    /// `setsockopt(SO_REUSEADDR)`, `bind()`, `listen(backlog)`.
+    pub fn listen(&self, backlog: i32) -> anyhow::Result<Sock> {
+        let (rec, server) = (self.recorder(Role::Server), self.server);
+        self.on(Host::Server, move || listener(&rec, server, backlog))
+    }
+
+    /// A client socket connected to the server, on the client host; `then` runs on it
+    /// right after, on the same thread (options, a first write).
+    pub fn connect(
+        &self,
+        then: impl FnOnce(&Sock) -> io::Result<()> + Send + 'static,
+    ) -> anyhow::Result<Sock> {
+        let (rec, server) = (self.recorder(Role::Client), self.server);
+        self.on(Host::Client, move || {
+            let sock = connected(&rec, server)?;
+            then(&sock)?;
+            Ok(sock)
+        })
+    }
+
+    /// `accept()` on `listening`, on the server host; `then` runs on the accepted
+    /// socket right after. Returns (accepted, listening).
+    pub fn accept(
+        &self,
+        listening: Sock,
+        then: impl FnOnce(&Sock) -> io::Result<()> + Send + 'static,
+    ) -> anyhow::Result<(Sock, Sock)> {
+        self.on(Host::Server, move || {
+            let accepted = listening.accept()?;
+            then(&accepted)?;
+            Ok((accepted, listening))
+        })
+    }
+}
+
+/// Nothing more to do (for [`Stage::connect`] and [`Stage::accept`]).
+pub fn nothing(_: &Sock) -> io::Result<()> {
+    Ok(())
+}
+
 /// The result of a thread started with [`Stage::spawn`].
 pub fn joined<T>(handle: std::thread::JoinHandle<io::Result<T>>) -> anyhow::Result<T> {
     Ok(handle

@@ -6,20 +6,15 @@ use std::time::Duration;
 
 use tcplab_core::timeline::Role;
 
-use super::{connected, joined, listener, Outcome, Sock, Stage};
+use super::{joined, nothing, Outcome, Sock, Stage};
 use crate::lab::run::Host;
 
 /// The three-way handshake; the lab stops watching while both ends are ESTABLISHED.
 pub fn handshake(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
-    let (srv, cli) = (stage.recorder(Role::Server), stage.recorder(Role::Client));
-    let server = stage.server;
-    let listening = stage.on(Host::Server, move || listener(&srv, server, 5))?;
-    let client = stage.on(Host::Client, move || connected(&cli, server))?;
-    let (accepted, listening) = stage.on(Host::Server, move || {
-        let accepted = listening.accept()?;
-        Ok((accepted, listening))
-    })?;
-    let mut outcome = Outcome::of(client.local()?, server);
+    let listening = stage.listen(5)?;
+    let client = stage.connect(nothing)?;
+    let (accepted, listening) = stage.accept(listening, nothing)?;
+    let mut outcome = Outcome::of(client.local()?, stage.server);
     outcome.keep = vec![client.socket, accepted.socket, listening.socket];
     Ok(outcome)
 }
@@ -68,9 +63,9 @@ pub fn self_connect(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
 /// the third client's SYN is dropped (the queue is full) and retransmitted 1 s later
 /// (`tcp_syn_linear_timeouts`); the server accepts one and the retransmission gets in.
 pub fn backlog_overflow(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
-    let (srv, cli) = (stage.recorder(Role::Server), stage.recorder(Role::Client));
+    let cli = stage.recorder(Role::Client);
     let server = stage.server;
-    let listening = stage.on(Host::Server, move || listener(&srv, server, 1))?;
+    let listening = stage.listen(1)?;
     // Two clients fill the queue (their calls are not the timeline's: it shows the
     // third). A quiet recorder would hide them; they are plain sockets instead.
     let fill = stage.on(Host::Client, move || {
@@ -93,10 +88,7 @@ pub fn backlog_overflow(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
     // The first SYN is dropped at once; the server accepts a queued connection while
     // the client waits for its retransmission timer.
     std::thread::sleep(Duration::from_millis(300));
-    let (first, listening) = stage.on(Host::Server, move || {
-        let first = listening.accept()?;
-        Ok((first, listening))
-    })?;
+    let (first, listening) = stage.accept(listening, nothing)?;
     let client = joined(client)?;
     let (second, third_accepted, listening) = stage.on(Host::Server, move || {
         let second = listening.accept()?;
@@ -120,21 +112,13 @@ pub fn backlog_overflow(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
 /// it; sock_diag does) and resends its SYN,ACK 1 s later, whose ACK is lost too. The
 /// client's first data, 1.5 s after connect(), carries the ACK the server waits for.
 pub fn syn_recv_stuck(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
-    let (srv, cli) = (stage.recorder(Role::Server), stage.recorder(Role::Client));
-    let server = stage.server;
-    let listening = stage.on(Host::Server, move || listener(&srv, server, 5))?;
-    let client = stage.on(Host::Client, move || {
-        let client = connected(&cli, server)?;
-        client.sleep(Duration::from_millis(1500));
-        client.write(b"hello\n")?;
-        Ok(client)
+    let listening = stage.listen(5)?;
+    let client = stage.connect(|c| {
+        c.sleep(Duration::from_millis(1500));
+        c.write(b"hello\n")
     })?;
-    let (accepted, listening) = stage.on(Host::Server, move || {
-        let accepted = listening.accept()?;
-        accepted.read_exact(6)?;
-        Ok((accepted, listening))
-    })?;
-    let mut outcome = Outcome::of(client.local()?, server);
+    let (accepted, listening) = stage.accept(listening, |a| a.read_exact(6).map(drop))?;
+    let mut outcome = Outcome::of(client.local()?, stage.server);
     outcome.keep = vec![client.socket, accepted.socket, listening.socket];
     Ok(outcome)
 }
