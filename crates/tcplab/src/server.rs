@@ -10,6 +10,7 @@
 //! disturbs another client or the server; on EOF the server answers the complete lines it
 //! has and closes at once, so no socket of ours is ever left in CLOSE_WAIT.
 
+mod balance;
 mod conn;
 mod lane;
 
@@ -206,6 +207,8 @@ struct Shared {
     nonblocking_users: std::sync::Mutex<usize>,
     /// Accepted sockets may lack the listener's timeouts: lanes set them.
     set_timeouts: bool,
+    /// The async threads, slot 0 being `run`'s (none with `--sequential`).
+    slots: Vec<balance::Slot>,
 }
 
 /// Serves `listener` until a client sends `shutdown` or `shutdown_signal` completes, then
@@ -249,6 +252,21 @@ pub async fn run(
         socket.set_read_timeout(Some(lane::QUIET))?;
         socket.set_write_timeout(Some(lane::QUIET))?;
     }
+    // The runtimes of the further async threads exist before the threads, so that every
+    // thread can place a client on any of them (see [`balance`]).
+    let mut runtimes = Vec::new();
+    let mut slots = Vec::new();
+    if !sequential {
+        slots.push(balance::Slot::new(tokio::runtime::Handle::current()));
+        for _ in 1..cores {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            slots.push(balance::Slot::new(runtime.handle().clone()));
+            runtimes.push(runtime);
+        }
+    }
+    balance::set_here(0);
     let shared = Arc::new(Shared {
         config,
         open: AtomicUsize::new(0),
@@ -263,20 +281,18 @@ pub async fn run(
         nonblocking_users: std::sync::Mutex::new(0),
         lane_size: if sequential { 1 } else { cores },
         set_timeouts: !inherited,
+        slots,
     });
 
-    let handoff = (!sequential).then(tokio::runtime::Handle::current);
     let mut lanes = Vec::with_capacity(shared.lane_size);
     for i in 0..shared.lane_size {
         let clone = listener.try_clone()?;
-        lanes.push(lane::spawn(i, clone, Arc::clone(&shared), handoff.clone())?);
+        lanes.push(lane::spawn(i, clone, Arc::clone(&shared), !sequential)?);
     }
     let mut workers = Vec::new();
-    if !sequential {
-        for i in 1..cores {
-            let clone = listener.try_clone()?;
-            workers.push(Worker::spawn(i, clone, Arc::clone(&shared))?);
-        }
+    for (i, runtime) in runtimes.into_iter().enumerate() {
+        let clone = listener.try_clone()?;
+        workers.push(Worker::spawn(i + 1, clone, Arc::clone(&shared), runtime)?);
     }
 
     let mut tasks = JoinSet::new();
@@ -345,15 +361,18 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(i: usize, listener: std::net::TcpListener, shared: Arc<Shared>) -> io::Result<Worker> {
+    fn spawn(
+        i: usize,
+        listener: std::net::TcpListener,
+        shared: Arc<Shared>,
+        runtime: tokio::runtime::Runtime,
+    ) -> io::Result<Worker> {
         let (listening_tx, stopped_listening) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let thread = std::thread::Builder::new()
             .name(format!("serve-{i}"))
             .spawn(move || {
+                balance::set_here(i);
                 runtime.block_on(async move {
                     let mut tasks = JoinSet::new();
                     let mut halt = shared.halt.subscribe();
@@ -365,6 +384,10 @@ impl Worker {
                     drop(listener);
                     let _ = listening_tx.send(());
                     while tasks.join_next().await.is_some() {}
+                    // Clients that other threads placed here are not in `tasks`.
+                    while shared.slots.get(i).is_some_and(|slot| slot.open() > 0) {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
                     let _ = done_tx.send(());
                 });
             })?;
@@ -505,7 +528,7 @@ async fn accept_loop(
                 continue;
             }
             shared.open.fetch_add(1, Ordering::Relaxed);
-            tasks.spawn(conn::serve_conn(stream, peer, Arc::clone(shared)));
+            balance::place(shared, tasks, stream, peer);
         }
     }
 }
