@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use tcplab_core::protocol::{self, Session, Status};
 
-use super::balance;
 use super::conn::{self, End};
 use super::Shared;
+use super::{accept, balance};
 
 /// A client quiet this long is handed to the async side; a client served this long
 /// makes the lane call the async side for help if every lane is busy.
@@ -75,6 +75,16 @@ fn run(listener: &TcpListener, epoll: &Epoll, shared: &Arc<Shared>, hand_off: bo
     // The lane's, not a client's: what it learns holds across short clients.
     let mut spin = Spin::default();
     while !shared.halted.load(Ordering::Acquire) {
+        if hand_off && shared.armed.load(Ordering::Acquire) > 0 {
+            // The async side takes the clients now (there are many): a lane that took
+            // some too would only hand them over after one answer, which costs more than
+            // it saves (a wakeup of another thread and an ioctl per client).
+            let users = accept::lock(&shared.nonblocking_users);
+            if *users > 0 {
+                let _ = shared.disarmed.wait_timeout(users, HALT_CHECK);
+            }
+            continue;
+        }
         // Blocks until a client comes or the listener's receive timeout ([`QUIET`]), or
         // returns at once while the socket is non-blocking (async loops armed); then the
         // lane waits on its epoll: woken by a new client, by the shutdown of the
@@ -215,6 +225,16 @@ fn converse(
         // (Not before the first line: a new client takes longer to answer the banner.)
         let polled = if reads > 0 && spins_alone(shared) && spin.should_try() {
             spin.poll(stream, buf)
+        } else if may_hand_off && lanes_need_help(shared) {
+            // Every lane is busy and nobody takes the clients that may be queued: if
+            // this client is not ready, call the async side now rather than after
+            // [`QUIET`] (with many short clients, each lane would else wait on one
+            // slow client at a time while the queue grows).
+            let ready = try_recv(stream, buf);
+            if ready.is_none() {
+                call_for_help(shared);
+            }
+            ready
         } else {
             None
         };
@@ -339,17 +359,7 @@ impl Spin {
     fn poll(&mut self, stream: &TcpStream, buf: &mut [u8]) -> Option<io::Result<usize>> {
         let start = Instant::now();
         loop {
-            // SAFETY: the descriptor is open for the duration of the call (`stream` is
-            // borrowed) and `buf` is valid for writes of `buf.len()` bytes.
-            let n = unsafe {
-                libc::recv(
-                    stream.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
-            };
-            if let Ok(n) = usize::try_from(n) {
+            if let Some(received) = try_recv(stream, buf) {
                 // A failure is forgiven after many successes only: a poll that fails
                 // costs [`SPIN`], one that succeeds saves a few µs.
                 self.successes += 1;
@@ -357,12 +367,7 @@ impl Spin {
                     self.successes = 0;
                     self.failures = self.failures.saturating_sub(1);
                 }
-                return Some(Ok(n));
-            }
-            let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {}
-                _ => return Some(Err(err)),
+                return Some(received);
             }
             if start.elapsed() >= SPIN {
                 self.failures = self.failures.saturating_add(1);
@@ -375,6 +380,34 @@ impl Spin {
             std::hint::spin_loop();
         }
     }
+}
+
+/// One receive that does not wait: `None` if nothing is there yet.
+fn try_recv(stream: &TcpStream, buf: &mut [u8]) -> Option<io::Result<usize>> {
+    // SAFETY: the descriptor is open for the duration of the call (`stream` is
+    // borrowed) and `buf` is valid for writes of `buf.len()` bytes.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if let Ok(n) = usize::try_from(n) {
+        return Some(Ok(n));
+    }
+    let err = io::Error::last_os_error();
+    match err.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => None,
+        _ => Some(Err(err)),
+    }
+}
+
+/// Whether every lane is busy while no async accept loop takes clients.
+fn lanes_need_help(shared: &Shared) -> bool {
+    shared.lane_busy.load(Ordering::Relaxed) >= shared.lane_size
+        && shared.armed.load(Ordering::Relaxed) == 0
 }
 
 /// Arms the async accept loops when every lane thread is busy: clients may be waiting.
