@@ -224,9 +224,9 @@ struct Shared {
 ///   side (see [`lane`]). `--sequential` is one lane thread that never hands over.
 /// - When every lane thread is busy, async accept loops take the new clients: this
 ///   task's, plus a thread with a current-thread runtime per further core. A connection
-///   lives on one thread from accept to close, so a round trip never wakes another
+///   lives on one thread from then to close, so a round trip never wakes another
 ///   thread (the cost that makes a plain multi-thread tokio server slow at low
-///   concurrency).
+///   concurrency); clients are spread evenly over these threads (see [`balance`]).
 pub async fn run(
     listener: TcpListener,
     config: Config,

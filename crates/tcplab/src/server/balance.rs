@@ -106,7 +106,7 @@ pub(super) fn seat(shared: &Arc<Shared>, preferred: Option<usize>) -> Seat {
         Some(p) if p < slots.len() => {
             let min = slots[least].open();
             // A margin, so that an even race for clients moves none of them.
-            if slots[p].open() <= min + 1 + min / 8 {
+            if slots[p].open() <= min + 2 + min / 4 {
                 p
             } else {
                 least

@@ -6,20 +6,29 @@
 //! deregistration, the accept that drains the queue, ...). Measured here: 40 µs against
 //! 80 µs of server CPU per connection cycle. So `tcplab serve` runs one lane thread per
 //! core that accepts and serves one client at a time with blocking I/O, and hands a
-//! client to the async side (`conn::resume`) once it has been quiet for [`QUIET`]: the
-//! lane is free again for the next client and idle clients cost no thread. When every
-//! lane is stuck with a long or a quiet client, the lane calls the async accept loops for
-//! help (`call_for_help`); while they take clients, the lanes hand over their clients
-//! after each answer, since with many clients the async side, serving several per
-//! wakeup, is the cheaper one.
+//! client to the async side (`conn::adopt`) once it has been quiet for [`QUIET`]: the
+//! lane is free again for the next client and idle clients cost no thread.
+//!
+//! A lane serving the only client polls it for up to [`SPIN`] before it sleeps in
+//! read(2) (see [`Spin`]): with the client on the other core the next request is usually
+//! there by then, and a reader that never sleeps is woken by nobody, which is the one
+//! thing that can make a round trip cheaper than the classic server's.
+//!
+//! When every lane is busy and a lane's client is not ready (or a lane has served a
+//! long client for [`QUIET`]), the lane calls the async accept loops for help
+//! (`call_for_help`): many clients, where the async side, serving several per wakeup,
+//! is the cheaper one. While they take clients, the lanes hand their clients over after
+//! each answer and take no new ones (they wait on `Shared::disarmed`); the loops disarm
+//! after 100 ms without a new client.
 //!
 //! `--sequential` is one lane thread that never hands over: the classic example's design,
 //! with correct framing, shutdown and idle timeout.
 //!
 //! Lane threads wait for clients in accept(2) itself: the listening socket is blocking
-//! while no async loop is armed (`server::Armed`), and its receive timeout bounds the
-//! wait. While it is non-blocking, they wait on an epoll of their own with
-//! `EPOLLEXCLUSIVE`, so that a new client wakes one lane, not all. Accepted sockets are
+//! while no async loop is armed (`accept::Armed`), and its receive timeout bounds the
+//! wait. Should it be non-blocking (an accept loop armed meanwhile), they wait on an
+//! epoll of their own with `EPOLLEXCLUSIVE`, so that a new client wakes one lane, not
+//! all. Accepted sockets are
 //! blocking and inherit the listener's `SO_RCVTIMEO`/`SO_SNDTIMEO`, which bound every
 //! wait of a lane thread.
 
