@@ -10,6 +10,8 @@
 //! disturbs another client or the server; on EOF the server answers the complete lines it
 //! has and closes at once, so no socket of ours is ever left in CLOSE_WAIT.
 
+mod accept;
+mod balance;
 mod conn;
 mod lane;
 
@@ -26,8 +28,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tcplab_core::protocol;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -202,10 +203,16 @@ struct Shared {
     /// clients over after each answer: with many clients, the async side serves several
     /// per wakeup, a lane one per context switch.
     armed: AtomicUsize,
-    /// Armed accept loops that need the listening socket non-blocking (see [`Armed`]).
+    /// Armed accept loops that need the listening socket non-blocking (see
+    /// `accept::Armed`).
     nonblocking_users: std::sync::Mutex<usize>,
+    /// Signalled (with `nonblocking_users`) when the last accept loop disarms: the lanes,
+    /// idle while the async side takes the clients, take them again.
+    disarmed: std::sync::Condvar,
     /// Accepted sockets may lack the listener's timeouts: lanes set them.
     set_timeouts: bool,
+    /// The async threads, slot 0 being `run`'s (none with `--sequential`).
+    slots: Vec<balance::Slot>,
 }
 
 /// Serves `listener` until a client sends `shutdown` or `shutdown_signal` completes, then
@@ -217,9 +224,9 @@ struct Shared {
 ///   side (see [`lane`]). `--sequential` is one lane thread that never hands over.
 /// - When every lane thread is busy, async accept loops take the new clients: this
 ///   task's, plus a thread with a current-thread runtime per further core. A connection
-///   lives on one thread from accept to close, so a round trip never wakes another
+///   lives on one thread from then to close, so a round trip never wakes another
 ///   thread (the cost that makes a plain multi-thread tokio server slow at low
-///   concurrency).
+///   concurrency); clients are spread evenly over these threads (see [`balance`]).
 pub async fn run(
     listener: TcpListener,
     config: Config,
@@ -249,6 +256,21 @@ pub async fn run(
         socket.set_read_timeout(Some(lane::QUIET))?;
         socket.set_write_timeout(Some(lane::QUIET))?;
     }
+    // The runtimes of the further async threads exist before the threads, so that every
+    // thread can place a client on any of them (see [`balance`]).
+    let mut runtimes = Vec::new();
+    let mut slots = Vec::new();
+    if !sequential {
+        slots.push(balance::Slot::new(tokio::runtime::Handle::current()));
+        for _ in 1..cores {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            slots.push(balance::Slot::new(runtime.handle().clone()));
+            runtimes.push(runtime);
+        }
+    }
+    balance::set_here(0);
     let shared = Arc::new(Shared {
         config,
         open: AtomicUsize::new(0),
@@ -261,22 +283,21 @@ pub async fn run(
         lane_full: watch::Sender::new(0),
         armed: AtomicUsize::new(0),
         nonblocking_users: std::sync::Mutex::new(0),
+        disarmed: std::sync::Condvar::new(),
         lane_size: if sequential { 1 } else { cores },
         set_timeouts: !inherited,
+        slots,
     });
 
-    let handoff = (!sequential).then(tokio::runtime::Handle::current);
     let mut lanes = Vec::with_capacity(shared.lane_size);
     for i in 0..shared.lane_size {
         let clone = listener.try_clone()?;
-        lanes.push(lane::spawn(i, clone, Arc::clone(&shared), handoff.clone())?);
+        lanes.push(lane::spawn(i, clone, Arc::clone(&shared), !sequential)?);
     }
     let mut workers = Vec::new();
-    if !sequential {
-        for i in 1..cores {
-            let clone = listener.try_clone()?;
-            workers.push(Worker::spawn(i, clone, Arc::clone(&shared))?);
-        }
+    for (i, runtime) in runtimes.into_iter().enumerate() {
+        let clone = listener.try_clone()?;
+        workers.push(Worker::spawn(i + 1, clone, Arc::clone(&shared), runtime)?);
     }
 
     let mut tasks = JoinSet::new();
@@ -293,7 +314,7 @@ pub async fn run(
     let stopped = if sequential {
         halt.await
     } else {
-        accept_loop(&listener, &shared, &mut tasks, halt).await
+        accept::accept_loop(&listener, &shared, &mut tasks, halt).await
     };
 
     // Stop listening first, so no new client slips in, then tell the others. Shutting
@@ -345,15 +366,18 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(i: usize, listener: std::net::TcpListener, shared: Arc<Shared>) -> io::Result<Worker> {
+    fn spawn(
+        i: usize,
+        listener: std::net::TcpListener,
+        shared: Arc<Shared>,
+        runtime: tokio::runtime::Runtime,
+    ) -> io::Result<Worker> {
         let (listening_tx, stopped_listening) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         let thread = std::thread::Builder::new()
             .name(format!("serve-{i}"))
             .spawn(move || {
+                balance::set_here(i);
                 runtime.block_on(async move {
                     let mut tasks = JoinSet::new();
                     let mut halt = shared.halt.subscribe();
@@ -361,10 +385,14 @@ impl Worker {
                         until_set(&mut halt).await;
                         Stopped::Signal
                     };
-                    accept_loop(&listener, &shared, &mut tasks, halt).await;
+                    accept::accept_loop(&listener, &shared, &mut tasks, halt).await;
                     drop(listener);
                     let _ = listening_tx.send(());
                     while tasks.join_next().await.is_some() {}
+                    // Clients that other threads placed here are not in `tasks`.
+                    while shared.slots.get(i).is_some_and(|slot| slot.open() > 0) {
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
                     let _ = done_tx.send(());
                 });
             })?;
@@ -374,150 +402,6 @@ impl Worker {
             thread,
         })
     }
-}
-
-/// An accept loop's registration of the listening socket, while it takes clients.
-///
-/// The listening socket is blocking while no loop is armed, so that lane threads wait
-/// in accept(2) itself (one syscall per client, like the classic server); tokio needs
-/// it non-blocking. The flag belongs to the open file description that every duplicate
-/// shares, hence the count of armed loops, under a lock, that sets and clears it.
-struct Armed<'a> {
-    listener: Option<TcpListener>,
-    source: &'a std::net::TcpListener,
-    shared: &'a Shared,
-}
-
-impl<'a> Armed<'a> {
-    fn arm(source: &'a std::net::TcpListener, shared: &'a Shared) -> io::Result<Armed<'a>> {
-        {
-            let mut users = lock(&shared.nonblocking_users);
-            if *users == 0 {
-                source.set_nonblocking(true)?;
-            }
-            *users += 1;
-        }
-        shared.armed.fetch_add(1, Ordering::AcqRel);
-        // From here on, dropping `armed` undoes the above, also on the error below.
-        let mut armed = Armed {
-            listener: None,
-            source,
-            shared,
-        };
-        armed.listener = Some(source.try_clone().and_then(TcpListener::from_std)?);
-        Ok(armed)
-    }
-
-    async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        match &self.listener {
-            Some(listener) => listener.accept().await,
-            None => std::future::pending().await,
-        }
-    }
-}
-
-impl Drop for Armed<'_> {
-    fn drop(&mut self) {
-        // Deregistered first: tokio must never see the socket blocking.
-        drop(self.listener.take());
-        self.shared.armed.fetch_sub(1, Ordering::AcqRel);
-        let mut users = lock(&self.shared.nonblocking_users);
-        *users -= 1;
-        if *users == 0 {
-            let _ = self.source.set_nonblocking(false);
-        }
-    }
-}
-
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// How often an armed accept loop checks whether the lane has room again.
-const LANE_CHECK: Duration = Duration::from_millis(100);
-
-/// Accepts clients from a lane's call for help for as long as every lane thread stays
-/// busy, until `halt` completes, and returns its value. Clients are served by tasks in `tasks` on this thread.
-///
-/// The listening socket is registered with this thread's reactor only while armed: a
-/// registered listener would wake this thread for every new client, also those that a
-/// lane thread takes.
-async fn accept_loop(
-    listener: &std::net::TcpListener,
-    shared: &Arc<Shared>,
-    tasks: &mut JoinSet<()>,
-    halt: impl Future<Output = Stopped>,
-) -> Stopped {
-    let mut halt = pin!(halt);
-    let mut help = shared.lane_full.subscribe();
-    let lane = shared.lane_size;
-    let lane_is_full = || shared.lane_busy.load(Ordering::Acquire) >= lane;
-    loop {
-        tokio::select! {
-            biased;
-            stopped = &mut halt => return stopped,
-            _ = help.changed() => {}
-        }
-        let armed = match Armed::arm(listener, shared) {
-            Ok(armed) => armed,
-            Err(err) => {
-                shared
-                    .config
-                    .log
-                    .server(format_args!("accept failed: {err}"));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let mut check = tokio::time::interval(LANE_CHECK);
-        loop {
-            let (stream, peer) = tokio::select! {
-                biased;
-                stopped = &mut halt => return stopped,
-                accepted = armed.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        // EMFILE, ECONNABORTED and the like concern one connection or a
-                        // moment; the server goes on.
-                        shared.config.log.server(format_args!("accept failed: {err}"));
-                        if is_fd_exhaustion(&err) {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                        }
-                        continue;
-                    }
-                },
-                _ = check.tick() => {
-                    if !lane_is_full() {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            while tasks.try_join_next().is_some() {}
-            if shared.open.load(Ordering::Relaxed) >= shared.config.max_conns {
-                shared
-                    .config
-                    .log
-                    .conn(peer, format_args!("refused: server busy"));
-                tasks.spawn(send_busy(stream));
-                continue;
-            }
-            shared.open.fetch_add(1, Ordering::Relaxed);
-            tasks.spawn(conn::serve_conn(stream, peer, Arc::clone(shared)));
-        }
-    }
-}
-
-fn is_fd_exhaustion(err: &io::Error) -> bool {
-    matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-}
-
-/// Tells a client over the limit that the server is busy, then closes with FIN.
-async fn send_busy(mut stream: TcpStream) {
-    let _ = stream.write_all(protocol::BUSY_NOTICE).await;
-    let _ = stream.shutdown().await;
 }
 
 /// Completes once the flag behind `rx` is set (or its sender is gone).

@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::balance::Seat;
 use super::{until_set, Shared};
 use crate::log::{self, Log};
 
@@ -68,42 +69,52 @@ impl End {
     }
 }
 
-/// Serves one client from banner to close.
-pub(super) async fn serve_conn(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+/// Serves one client from banner to close, on the thread of `seat`.
+pub(super) async fn serve_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    seat: Seat,
+) {
     shared.config.log.conn(
         peer,
         format_args!("accepted ({} open)", shared.open.load(Ordering::Relaxed)),
     );
     shared.config.log.call(peer, format_args!("accept()"));
-    serve(stream, peer, shared, None).await;
+    serve(stream, peer, shared, None, seat).await;
 }
 
-/// Goes on serving a client that the blocking lane handed over: its banner was sent,
-/// `session` holds what it said so far and `pending` the replies it has not taken yet.
-/// `stream` must be non-blocking.
-pub(super) async fn resume(
+/// Serves a client that arrives from another thread as a non-blocking std socket: one
+/// accepted by a busier async thread (`resumed` is `None`: it has had nothing yet), or
+/// one a blocking lane handed over (its banner was sent, and `resumed` holds what it
+/// said so far and the replies it has not taken yet).
+pub(super) async fn adopt(
     stream: std::net::TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    session: Session,
-    pending: Vec<u8>,
+    seat: Seat,
+    resumed: Option<(Session, Vec<u8>)>,
 ) {
-    match TcpStream::from_std(stream) {
-        Ok(mut stream) => {
-            if let Err(err) = stream.write_all(&pending).await {
-                let end = error_end(&shared.config.log, peer, &err);
-                shared.config.log.call(peer, format_args!("close()"));
-                drop(stream);
-                finish(&shared, peer, end);
-                return;
-            }
-            serve(stream, peer, shared, Some(session)).await;
-        }
+    let mut stream = match TcpStream::from_std(stream) {
+        Ok(stream) => stream,
         Err(err) => {
             shared.config.log.conn(peer, format_args!("error: {err}"));
             finish(&shared, peer, End::Error);
+            return;
         }
+    };
+    let Some((session, pending)) = resumed else {
+        serve_conn(stream, peer, shared, seat).await;
+        return;
+    };
+    if let Err(err) = stream.write_all(&pending).await {
+        let end = error_end(&shared.config.log, peer, &err);
+        shared.config.log.call(peer, format_args!("close()"));
+        drop(stream);
+        finish(&shared, peer, end);
+        return;
     }
+    serve(stream, peer, shared, Some(session), seat).await;
 }
 
 async fn serve(
@@ -111,6 +122,7 @@ async fn serve(
     peer: SocketAddr,
     shared: Arc<Shared>,
     session: Option<Session>,
+    seat: Seat,
 ) {
     let end = match converse(&mut stream, peer, &shared, session).await {
         Ok(end) => end,
@@ -119,6 +131,7 @@ async fn serve(
     shared.config.log.call(peer, format_args!("close()"));
     drop(stream);
     finish(&shared, peer, end);
+    drop(seat);
 }
 
 /// How an I/O error ends a connection (logged unless it is the client's reset).
