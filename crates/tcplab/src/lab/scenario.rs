@@ -285,11 +285,11 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "backlog-overflow",
         group: Group::Opening,
         about: "listen(1) and no accept(): two connections fill the queue, the third \
-                client's SYN is dropped and retransmitted 1 s later, then gets in",
+                client's SYN is dropped and retransmitted every second until an accept()",
         recipe: Recipe::Calls(recipes::backlog_overflow),
         client_path: ACTIVE_OPEN,
         server_path: PASSIVE_OPEN,
-        segments: &["S", "S", "S.", "."],
+        segments: &["S", "S", "S", "S.", "."],
         errno: None,
         wire: None,
         sysctls: &[],
@@ -299,7 +299,7 @@ pub const SCENARIOS: &[Scenario] = &[
             "net.ipv4.tcp_abort_on_overflow",
             "net.ipv4.tcp_syn_linear_timeouts",
         ],
-        verify: None,
+        verify: Some(recipes::verify_syn_every_second),
     },
     Scenario {
         name: "syn-recv-stuck",
@@ -366,14 +366,28 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "zero-window",
         group: Group::Data,
-        about: "the receiver (4 KiB buffer) stops reading for 450 ms: its window falls to \
-                0, the sender's persist timer probes it, a window update restarts the flow",
+        about: "the receiver (4 KiB buffer) stops reading for 1 s: its window falls to 0, \
+                the sender's persist timer probes it twice, a window update restarts the flow",
         recipe: Recipe::Calls(recipes::zero_window),
         client_path: ACTIVE_CLOSE_CLIENT,
         server_path: PASSIVE_CLOSE_SERVER,
         // How the data is cut into segments, and how fast the reader catches up after
         // the update, is the kernel's choice: `*` there.
-        segments: &["S", "S.", ".", "*", ". win 0", ". probe", ". win 0", ". win update", "*"],
+        // The receiver answers the second probe only if 500 ms passed since it answered
+        // the first (`tcp_invalid_ratelimit`): `?`.
+        segments: &[
+            "S",
+            "S.",
+            ".",
+            "*",
+            ". win 0",
+            ". probe",
+            ". win 0",
+            ". probe",
+            ". win 0?",
+            ". win update",
+            "*",
+        ],
         errno: None,
         wire: None,
         sysctls: &[],

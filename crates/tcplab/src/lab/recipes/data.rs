@@ -86,12 +86,11 @@ const ZERO_WINDOW_BYTES: usize = 256 * 1024;
 /// The receiver's buffer (the kernel doubles it).
 const ZERO_WINDOW_RCVBUF: usize = 4096;
 /// How long the receiver does not read: the persist timer's first probe comes one RTO
-/// (~0.2 s) after the zero window, its second ~0.4 s later; stop between them. (The
-/// receiver would not answer the second anyway: `tcp_invalid_ratelimit` allows one
-/// answer to an out-of-window segment per 500 ms.)
-const ZERO_WINDOW_PAUSE: Duration = Duration::from_millis(450);
+/// (~0.2 s) after the zero window, the second ~0.4 s later, the third ~0.8 s after
+/// that; stop between the second and the third.
+const ZERO_WINDOW_PAUSE: Duration = Duration::from_millis(1000);
 
-/// The receiver (small buffer) does not read for 450 ms: its window falls to zero,
+/// The receiver (small buffer) does not read for a second: its window falls to zero,
 /// the sender's persist timer probes it, and when it reads, a window update lets the
 /// rest flow.
 pub fn zero_window(stage: &Stage<'_>) -> anyhow::Result<Outcome> {

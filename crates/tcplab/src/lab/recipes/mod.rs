@@ -24,7 +24,10 @@ use crate::clock;
 
 pub use close::{client_close, client_close_piggyback, server_close, time_wait_rebind};
 pub use data::{nagle_delayed_ack, retransmission, verify_retransmission, zero_window};
-pub use open::{backlog_overflow, handshake, self_connect, simultaneous_open, syn_recv_stuck};
+pub use open::{
+    backlog_overflow, handshake, self_connect, simultaneous_open, syn_recv_stuck,
+    verify_syn_every_second,
+};
 pub use timers::keepalive_timeout;
 
 /// How long any one blocking call may take before the run fails.

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tcplab_core::timeline::Role;
+use tcplab_core::timeline::{flags, Connection, Item, Role};
 
-use super::{joined, nothing, Outcome, Sock, Stage};
+use super::{joined, nothing, Finding, Outcome, Sock, Stage};
 use crate::lab::run::Host;
 
 /// The three-way handshake; the lab stops watching while both ends are ESTABLISHED.
@@ -60,8 +60,9 @@ pub fn self_connect(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
 }
 
 /// listen(1) and no accept(): two connections complete and wait in the accept queue;
-/// the third client's SYN is dropped (the queue is full) and retransmitted 1 s later
-/// (`tcp_syn_linear_timeouts`); the server accepts one and the retransmission gets in.
+/// the third client's SYN is dropped (the queue is full) and retransmitted every second
+/// (`tcp_syn_linear_timeouts`); the server accepts one 1.5 s later, between the
+/// second and the third SYN, which gets in.
 pub fn backlog_overflow(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
     let cli = stage.recorder(Role::Client);
     let server = stage.server;
@@ -85,9 +86,9 @@ pub fn backlog_overflow(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
         sock.connect(server)?;
         Ok(sock)
     })?;
-    // The first SYN is dropped at once; the server accepts a queued connection while
-    // the client waits for its retransmission timer.
-    std::thread::sleep(Duration::from_millis(300));
+    // The SYNs at 0 s and 1 s are dropped; the server accepts a queued connection
+    // before the one at 2 s.
+    listening.sleep(Duration::from_millis(1500));
     let (first, listening) = stage.accept(listening, nothing)?;
     let client = joined(client)?;
     let (second, third_accepted, listening) = stage.on(Host::Server, move || {
@@ -121,4 +122,38 @@ pub fn syn_recv_stuck(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::of(client.local()?, stage.server);
     outcome.keep = vec![client.socket, accepted.socket, listening.socket];
     Ok(outcome)
+}
+
+/// The backlog experiment's own check: the client's SYNs came about a second apart.
+pub fn verify_syn_every_second(conn: &Connection) -> Vec<Finding> {
+    let syns: Vec<u64> = conn
+        .entries
+        .iter()
+        .filter_map(|e| match &e.item {
+            Item::Segment(s) if s.from == Role::Client && s.segment.flags == flags::SYN => {
+                Some(s.segment.ts_ns)
+            }
+            _ => None,
+        })
+        .collect();
+    let gaps: Vec<u64> = syns.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
+    let ok = gaps.len() == 2
+        && gaps
+            .iter()
+            .all(|&g| (900_000_000..1_600_000_000).contains(&g));
+    let seen = if gaps.is_empty() {
+        "no SYN retransmitted".to_string()
+    } else {
+        let text: Vec<String> = gaps
+            .iter()
+            .map(|&g| format!("{:.2} s", g as f64 / 1e9))
+            .collect();
+        format!("retransmitted after {}", text.join(", then "))
+    };
+    vec![Finding {
+        what: "the third client's SYN".into(),
+        expected: "dropped twice, retransmitted every second (about 1 s apart)".into(),
+        seen,
+        ok,
+    }]
 }
