@@ -33,6 +33,8 @@ const SAME_MOMENT_NS: u64 = 10_000_000;
 /// Polls in a row that must miss a socket before it counts as gone: a netlink dump is
 /// not atomic, and a socket hashed during it can be skipped.
 const MISSES_FOR_GONE: u8 = 3;
+/// How long RST facts are kept to explain a vanished socket.
+const RST_MEMORY_NS: u64 = 1_000_000_000;
 /// How long a change found by a poll waits for tracepoint lines that date it better.
 const FOUND_HOLD_NS: u64 = 30_000_000;
 
@@ -69,6 +71,8 @@ struct Awaiting {
 #[derive(Debug)]
 struct Tw {
     substate: TcpState,
+    /// When a poll first showed it in `substate`.
+    first_seen_ns: u64,
     last_seen_ns: u64,
     expires_ms: u32,
     /// Whether its TIME_WAIT was reported (or it was in TIME_WAIT at the snapshot).
@@ -103,6 +107,8 @@ pub struct Correlator {
     /// keyed by the mini-socket's tuple.
     peer_fin: HashMap<Tuple, u64>,
     hold_ns: u64,
+    /// Until when an RST seen may have killed a TIME_WAIT socket (all are polled fast).
+    rst_until: u64,
     /// Events the kernel said it lost (`[LOST n EVENTS]`).
     pub lost: u64,
 }
@@ -123,6 +129,7 @@ impl Correlator {
             listener_rsts: Vec::new(),
             peer_fin: HashMap::new(),
             hold_ns,
+            rst_until: 0,
             lost: 0,
         }
     }
@@ -135,6 +142,26 @@ impl Correlator {
     /// True when a tracepoint CLOSE waits for a sock_diag poll to be understood.
     pub fn needs_mini_poll(&self) -> bool {
         !self.awaiting.is_empty() || !self.peer_fin.is_empty()
+    }
+
+    /// The earliest time a held change may be released (a SYN_SENT still without its
+    /// port excepted: it waits for an event, not for time).
+    /// Changes behind a CLOSE that waits for its poll are not counted: the poll, not
+    /// time, frees them.
+    pub fn next_release(&self) -> Option<u64> {
+        let barrier = self.barrier();
+        // Release takes a prefix in time order, so the first change decides.
+        let (c, at) = self.pending.iter().find(|(c, _)| !Self::unresolved(c))?;
+        (c.ts_ns < barrier).then_some(*at)
+    }
+
+    /// The time of the oldest tracepoint CLOSE still waiting for its poll.
+    fn barrier(&self) -> u64 {
+        self.awaiting
+            .values()
+            .map(|a| a.ts_ns)
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     fn unresolved(c: &StateChange) -> bool {
@@ -200,6 +227,7 @@ impl Correlator {
                     self.resolve_port(t, ts_ns);
                 }
                 if from == TcpState::Listen && to == TcpState::SynRecv {
+                    self.syn_reused_timewait(t, ts_ns);
                     if let Some(r) = self.req.get_mut(&t) {
                         // Already reported from the request socket.
                         r.child_seen = true;
@@ -246,6 +274,7 @@ impl Correlator {
                 remote,
                 reason,
             } => {
+                self.rst_until = self.rst_until.max(ts_ns.saturating_add(RST_MEMORY_NS));
                 let (Some(local), Some(remote)) = (local, remote) else {
                     return;
                 };
@@ -272,6 +301,7 @@ impl Correlator {
                 remote,
                 ..
             } => {
+                self.rst_until = self.rst_until.max(ts_ns.saturating_add(RST_MEMORY_NS));
                 let t = (local, remote);
                 let reason = self.peer_reason.remove(&t).map(|(_, r)| r);
                 let reset = Reset {
@@ -360,16 +390,32 @@ impl Correlator {
         }
     }
 
+    /// A SYN to a server-side TIME_WAIT socket may open a new connection on the same
+    /// tuple (the timewait socket accepts it and goes, RFC 6191): the child's
+    /// `LISTEN -> SYN_RECV` at `ts_ns` ends that TIME_WAIT just before.
+    fn syn_reused_timewait(&mut self, t: Tuple, ts_ns: u64) {
+        let Some(tw) = self.tw.remove(&t) else {
+            return;
+        };
+        self.peer_fin.remove(&t);
+        if tw.substate == TcpState::TimeWait && tw.announced {
+            let mut c = Self::change(
+                ts_ns.saturating_sub(1),
+                t,
+                Some(TcpState::TimeWait),
+                TcpState::Closed,
+                Source::Tracepoint,
+            );
+            c.linux = Some("recycled by a new SYN to the same tuple (RFC 6191)".into());
+            self.push(c);
+        }
+    }
+
     /// Releases, in time order, the changes older than `now_ns - hold`, with RSTs,
     /// retransmissions, cookies and time in the previous state attached.
     pub fn release(&mut self, now_ns: u64) -> Vec<Released> {
         // Nothing at or after a CLOSE that still waits for its poll leaves before it.
-        let barrier = self
-            .awaiting
-            .values()
-            .map(|a| a.ts_ns)
-            .min()
-            .unwrap_or(u64::MAX);
+        let barrier = self.barrier();
         let n = self
             .pending
             .iter()
@@ -388,7 +434,7 @@ impl Correlator {
         let out: Vec<StateChange> = ready.into_iter().map(|(c, _)| c).collect();
         let out = out.into_iter().map(|c| self.finish(c)).collect();
         // Forget RST facts nobody claimed (e.g. NO_SOCKET answers) after a second.
-        let horizon = now_ns.saturating_sub(1_000_000_000);
+        let horizon = now_ns.saturating_sub(RST_MEMORY_NS);
         self.resets.retain(|_, (ts, _)| *ts >= horizon);
         self.peer_reason.retain(|_, (ts, _)| *ts >= horizon);
         self.listener_rsts.retain(|(ts, _, _)| *ts >= horizon);

@@ -14,6 +14,43 @@ impl Correlator {
     /// Feeds a poll of the mini-socket states ([`crate::probe::sockdiag::MINI_STATES`]),
     /// already filtered, taken at `now_ns` after every trace line read so far.
     pub fn on_mini_poll(&mut self, now_ns: u64, sockets: &[DiagSocket]) {
+        self.mini_poll(now_ns, sockets, None);
+    }
+
+    /// Feeds the answers of exact lookups ([`crate::probe::sockdiag::SockDiag::lookup`])
+    /// of the tuples in `looked` (see [`Correlator::poll_targets`]), made at `now_ns`:
+    /// only those tuples count as missing when not `found`.
+    pub fn on_lookups(&mut self, now_ns: u64, looked: &HashSet<Tuple>, found: &[DiagSocket]) {
+        self.mini_poll(now_ns, found, Some(looked));
+    }
+
+    /// The tuples a poll must look at now: every socket that waits for a poll to be
+    /// understood (a CLOSE, a peer's FIN), FIN_WAIT2 mini-sockets (the peer's FIN moves
+    /// them), request sockets, TIME_WAIT sockets due to expire or already missed once,
+    /// and all TIME_WAIT sockets while an RST may have killed one. The others (TIME_WAIT
+    /// sockets with time to live) are left to the periodic full dump.
+    pub fn poll_targets(&self, now_ns: u64) -> HashSet<Tuple> {
+        let rst_window = now_ns < self.rst_until;
+        let mut out: HashSet<Tuple> = self.awaiting.keys().copied().collect();
+        out.extend(self.peer_fin.keys().copied());
+        out.extend(self.req.keys().copied());
+        out.extend(self.tw.iter().filter_map(|(t, tw)| {
+            let expiry = tw.last_seen_ns + u64::from(tw.expires_ms) * 1_000_000;
+            // A FIN_WAIT2 mini-socket waits for the peer's FIN, maybe for a minute. Its
+            // TIME_WAIT is dated by the new timer, not by the poll, so the look may come
+            // later as it ages: every eighth of its age, at most every second.
+            let fw2_due = tw.substate == TcpState::FinWait2 && {
+                let age = now_ns.saturating_sub(tw.first_seen_ns);
+                now_ns.saturating_sub(tw.last_seen_ns) >= (age / 8).min(1_000_000_000)
+            };
+            let hot = rst_window || fw2_due || tw.misses > 0 || expiry <= now_ns;
+            hot.then_some(*t)
+        }));
+        out
+    }
+
+    fn mini_poll(&mut self, now_ns: u64, sockets: &[DiagSocket], scope: Option<&HashSet<Tuple>>) {
+        let in_scope = |t: &Tuple| scope.is_none_or(|s| s.contains(t));
         let mut seen_tw = HashSet::new();
         let mut seen_req = HashSet::new();
         for s in sockets {
@@ -36,7 +73,7 @@ impl Correlator {
                         },
                     );
                     let mut c = Self::change(
-                        now_ns,
+                        Self::request_began(now_ns, s),
                         t,
                         Some(TcpState::Listen),
                         TcpState::SynRecv,
@@ -52,7 +89,7 @@ impl Correlator {
         // is not atomic (sockets hashed meanwhile can be skipped), so it takes
         // MISSES_FOR_GONE polls in a row to conclude.
         let mut closed = Vec::new();
-        for (t, a) in self.awaiting.iter_mut() {
+        for (t, a) in self.awaiting.iter_mut().filter(|(t, _)| in_scope(t)) {
             a.misses += 1;
             if a.misses >= MISSES_FOR_GONE {
                 closed.push(*t);
@@ -95,7 +132,7 @@ impl Correlator {
             self.push(c);
         }
         let mut gone = Vec::new();
-        for (t, tw) in self.tw.iter_mut() {
+        for (t, tw) in self.tw.iter_mut().filter(|(t, _)| in_scope(t)) {
             if seen_tw.contains(t) {
                 tw.misses = 0;
             } else {
@@ -125,7 +162,7 @@ impl Correlator {
             self.push_found(c, now_ns);
         }
         let mut dropped = Vec::new();
-        for (t, r) in self.req.iter_mut() {
+        for (t, r) in self.req.iter_mut().filter(|(t, _)| in_scope(t)) {
             if seen_req.contains(t) {
                 r.missing_polls = 0;
                 continue;
@@ -149,6 +186,18 @@ impl Correlator {
                 c.linux = Some("request socket dropped (SYN,ACK retries exhausted or RST)".into());
                 self.push(c);
             }
+        }
+    }
+
+    /// When a request socket found by a poll at `now_ns` began. Its SYN,ACK timer starts
+    /// at TCP_TIMEOUT_INIT (1 s), so before the first retransmission the time left dates
+    /// it to the jiffy; later ones are dated by the poll.
+    fn request_began(now_ns: u64, s: &DiagSocket) -> u64 {
+        const TIMEOUT_INIT_MS: u32 = 1000;
+        if s.timer == 1 && s.retrans == 0 && s.expires_ms <= TIMEOUT_INIT_MS {
+            now_ns.saturating_sub(u64::from(TIMEOUT_INIT_MS - s.expires_ms) * 1_000_000)
+        } else {
+            now_ns
         }
     }
 
@@ -194,6 +243,7 @@ impl Correlator {
             .tw
             .get(&t)
             .map(|tw| (tw.substate, tw.last_seen_ns, tw.announced));
+        let first_seen = self.tw.get(&t).map_or(now_ns, |tw| tw.first_seen_ns);
         let awaiting = self.awaiting.remove(&t);
         let mut announced = prev.is_some_and(|p| p.2);
         if sub == TcpState::TimeWait && !announced {
@@ -264,6 +314,7 @@ impl Correlator {
             t,
             Tw {
                 substate: sub,
+                first_seen_ns: prev.filter(|p| p.0 == sub).map_or(now_ns, |_| first_seen),
                 last_seen_ns: now_ns,
                 expires_ms: s.expires_ms,
                 announced,
@@ -286,6 +337,7 @@ impl Correlator {
                     t,
                     Tw {
                         substate: st,
+                        first_seen_ns: now_ns,
                         last_seen_ns: now_ns,
                         expires_ms: s.expires_ms,
                         announced,

@@ -30,6 +30,7 @@ fn tw(local: &str, remote: &str, state: u8, expires_ms: u32) -> DiagSocket {
         inode: 0,
         timer: 3,
         expires_ms,
+        retrans: 0,
     }
 }
 
@@ -343,6 +344,7 @@ mod half_open {
             inode: 0,
             timer: 1,
             expires_ms: 900,
+            retrans: 0,
         }
     }
 
@@ -395,6 +397,7 @@ mod fallback {
             inode: 1,
             timer: 0,
             expires_ms: 0,
+            retrans: 0,
         }
     }
 
