@@ -14,7 +14,7 @@
 //! - RSTs attach to the change of the socket that sent or received them, whichever
 //!   order the tracepoints fired in: changes are held `hold_ns` before release.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
 use tcplab_core::event::{Reset, RstDirection, Source, StateChange};
@@ -91,7 +91,15 @@ struct Req {
 #[derive(Debug)]
 pub struct Correlator {
     /// Changes not yet released, in time order, each with the earliest release time.
-    pending: Vec<(StateChange, u64)>,
+    pending: VecDeque<(StateChange, u64)>,
+    /// `CLOSE -> SYN_SENT` changes still without their port, oldest first, by
+    /// (local address with port 0, remote): kept apart so that naming the port is a
+    /// hash lookup, not a search through everything held.
+    syn_sent: HashMap<Tuple, VecDeque<(StateChange, u64)>>,
+    /// Tuples with a poll-found `FIN_WAIT2 -> TIME_WAIT` held, which the local peer's
+    /// FIN may still date better: its time, and the earliest time it may be given
+    /// (the CLOSE it followed).
+    found_tw: HashMap<Tuple, (u64, u64)>,
     conns: HashMap<Tuple, Conn>,
     awaiting: HashMap<Tuple, Awaiting>,
     tw: HashMap<Tuple, Tw>,
@@ -117,7 +125,9 @@ impl Correlator {
     /// A correlator that holds changes `hold_ns` before release.
     pub fn new(hold_ns: u64) -> Correlator {
         Correlator {
-            pending: Vec::new(),
+            pending: VecDeque::new(),
+            syn_sent: HashMap::new(),
+            found_tw: HashMap::new(),
             conns: HashMap::new(),
             awaiting: HashMap::new(),
             tw: HashMap::new(),
@@ -139,6 +149,21 @@ impl Correlator {
         &self.conns
     }
 
+    /// True when mini-sockets (timewait or request sockets) are followed by polls.
+    pub fn tracks_minis(&self) -> bool {
+        !self.tw.is_empty() || !self.req.is_empty()
+    }
+
+    /// How many mini-sockets are followed.
+    pub fn tracked_minis(&self) -> usize {
+        self.tw.len() + self.req.len()
+    }
+
+    /// The request sockets followed (a dump of request sockets is a poll of these).
+    pub fn request_tuples(&self) -> HashSet<Tuple> {
+        self.req.keys().copied().collect()
+    }
+
     /// True when a tracepoint CLOSE waits for a sock_diag poll to be understood.
     pub fn needs_mini_poll(&self) -> bool {
         !self.awaiting.is_empty() || !self.peer_fin.is_empty()
@@ -151,7 +176,7 @@ impl Correlator {
     pub fn next_release(&self) -> Option<u64> {
         let barrier = self.barrier();
         // Release takes a prefix in time order, so the first change decides.
-        let (c, at) = self.pending.iter().find(|(c, _)| !Self::unresolved(c))?;
+        let (c, at) = self.pending.front()?;
         (c.ts_ns < barrier).then_some(*at)
     }
 
@@ -182,6 +207,14 @@ impl Correlator {
     }
 
     fn insert(&mut self, c: StateChange, release_at: u64) {
+        if Self::unresolved(&c) {
+            let key = (c.local, c.remote);
+            self.syn_sent
+                .entry(key)
+                .or_default()
+                .push_back((c, release_at));
+            return;
+        }
         let at = self.pending.partition_point(|p| p.0.ts_ns <= c.ts_ns);
         self.pending.insert(at, (c, release_at));
     }
@@ -328,8 +361,14 @@ impl Correlator {
     /// A FIN_WAIT2 -> TIME_WAIT found by a poll before we read the local peer's
     /// `CLOSE_WAIT -> LAST_ACK`: that FIN is what moved it; take its time.
     fn refine_by_peer_fin(&mut self, t: Tuple, fin_ts: u64) {
-        let Some(i) = self.pending.iter().position(|(c, _)| {
-            c.local == t.0
+        let Some((found_ts, lower)) = self.found_tw.remove(&t) else {
+            return;
+        };
+        // Held changes are in time order: start at its time.
+        let from = self.pending.partition_point(|(c, _)| c.ts_ns < found_ts);
+        let Some(i) = self.pending.range(from..).position(|(c, _)| {
+            c.ts_ns == found_ts
+                && c.local == t.0
                 && c.remote == t.1
                 && c.from == Some(TcpState::FinWait2)
                 && c.to == TcpState::TimeWait
@@ -337,15 +376,10 @@ impl Correlator {
         }) else {
             return;
         };
-        let (mut c, release_at) = self.pending.remove(i);
+        let Some((mut c, release_at)) = self.pending.remove(from + i) else {
+            return;
+        };
         // The found change was dated no earlier than the socket's CLOSE; keep that bound.
-        let lower = self
-            .pending
-            .iter()
-            .filter(|(p, _)| p.local == t.0 && p.remote == t.1 && p.ts_ns <= c.ts_ns)
-            .map(|(p, _)| p.ts_ns)
-            .max()
-            .unwrap_or(0);
         c.ts_ns = fin_ts.max(lower);
         c.linux = Some("the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN".into());
         self.peer_fin.remove(&t);
@@ -359,14 +393,18 @@ impl Correlator {
         let mut zero = t.0;
         zero.set_port(0);
         let mut syn_ts = ts_ns;
-        if let Some(c) = self
-            .pending
-            .iter_mut()
-            .map(|(c, _)| c)
-            .find(|c| c.to == TcpState::SynSent && c.local == zero && c.remote == t.1)
-        {
+        let held = self.syn_sent.get_mut(&(zero, t.1));
+        if let Some((mut c, release_at)) = held.and_then(VecDeque::pop_front) {
+            if self
+                .syn_sent
+                .get(&(zero, t.1))
+                .is_some_and(VecDeque::is_empty)
+            {
+                self.syn_sent.remove(&(zero, t.1));
+            }
             c.local = t.0;
             syn_ts = c.ts_ns;
+            self.insert(c, release_at);
         } else if let Some(conn) = self.conns.remove(&(zero, t.1)) {
             self.conns.insert(t, conn);
         }
@@ -421,17 +459,10 @@ impl Correlator {
             .iter()
             .take_while(|(c, release_at)| *release_at <= now_ns && c.ts_ns < barrier)
             .count();
-        // A SYN_SENT still without its port stays until the connection's next event
-        // names it (its SYN may be retransmitted for minutes) without holding up others;
-        // it then prints late, with its own time.
-        let (waiting, ready): (Vec<_>, Vec<_>) = self
-            .pending
-            .drain(..n)
-            .partition(|(c, _)| Self::unresolved(c) && now_ns != u64::MAX);
-        for (i, w) in waiting.into_iter().enumerate() {
-            self.pending.insert(i, w);
-        }
-        let out: Vec<StateChange> = ready.into_iter().map(|(c, _)| c).collect();
+        // A SYN_SENT still without its port is not here but in `syn_sent` until the
+        // connection's next event names it (its SYN may be retransmitted for minutes):
+        // it holds up nothing, and prints late, with its own time.
+        let out: Vec<StateChange> = self.pending.drain(..n).map(|(c, _)| c).collect();
         let out = out.into_iter().map(|c| self.finish(c)).collect();
         // Forget RST facts nobody claimed (e.g. NO_SOCKET answers) after a second.
         let horizon = now_ns.saturating_sub(RST_MEMORY_NS);
@@ -443,6 +474,12 @@ impl Correlator {
 
     /// Releases everything, however recent (at exit).
     pub fn release_all(&mut self) -> Vec<Released> {
+        for (_, held) in std::mem::take(&mut self.syn_sent) {
+            for (c, _) in held {
+                let at = self.pending.partition_point(|p| p.0.ts_ns <= c.ts_ns);
+                self.pending.insert(at, (c, 0));
+            }
+        }
         for (t, a) in std::mem::take(&mut self.awaiting) {
             let mut c = Self::change(
                 a.ts_ns,
@@ -459,6 +496,12 @@ impl Correlator {
 
     fn finish(&mut self, mut c: StateChange) -> Released {
         let t = (c.local, c.remote);
+        if c.source == Source::Sockdiag
+            && c.to == TcpState::TimeWait
+            && self.found_tw.get(&t).is_some_and(|f| f.0 == c.ts_ns)
+        {
+            self.found_tw.remove(&t);
+        }
         if c.to == TcpState::Closed && c.rst.is_none() {
             c.rst = self.resets.remove(&t).map(|(_, r)| r);
         }

@@ -66,14 +66,17 @@ pub struct Args {
 
 /// Shortest interval between two polls asked for by pending CLOSEs.
 const MIN_POLL_NS: u64 = 3_000_000;
-/// How often every mini-socket is dumped with tracepoints on: finds half-open request
-/// sockets (dated by their timer, not by this poll) and checks TIME_WAIT sockets with
-/// time to live. A dump walks the whole established hash table (~1.7 ms per family on
-/// this machine, whatever the filter), which at the old 20 ms cost a fifth of a core.
+/// How often request sockets are dumped with tracepoints on, to find half-open
+/// connections (dated by their SYN,ACK timer, not by this poll). A dump walks the whole
+/// established hash table (~1.7 ms per family on this machine, whatever the filter):
+/// every 20 ms that cost a fifth of a core. Known mini-sockets are looked up instead.
 const FULL_DUMP_NS: u64 = 1_000_000_000;
-/// Up to this many tuples are looked up one by one (a hash lookup each) rather than
-/// found by a dump.
-const LOOKUP_MAX: usize = 256;
+/// Request sockets (SYN_RECV and NEW_SYN_RECV).
+const REQUEST_STATES: u32 = (1 << 3) | (1 << 12);
+/// Tuples are looked up one by one (a hash lookup, ~3 µs each) unless there are more
+/// than this plus a third of the mini-sockets a dump would return (~3.4 ms for the two
+/// walks plus ~1 µs per socket returned): then one dump is cheaper.
+const LOOKUP_MAX: usize = 1000;
 /// Longest wait for trace lines when nothing is held or due sooner.
 const IDLE_WAIT_MS: u64 = 100;
 
@@ -170,6 +173,8 @@ struct Watch<'a> {
     last_round_read: bool,
     /// When the last mini-socket poll (lookups or dump) ran.
     last_mini_poll: u64,
+    /// When the last poll of every target (not only the urgent ones) ran.
+    last_target_poll: u64,
     /// When the next dump of every mini-socket is due.
     next_full_dump: u64,
     /// When the next full poll is due (without tracepoints).
@@ -225,6 +230,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         stuck_reported: HashSet::new(),
         last_round_read: false,
         last_mini_poll: 0,
+        last_target_poll: 0,
         next_full_dump: 0,
         next_poll: 0,
     };
@@ -318,8 +324,9 @@ impl Watch<'_> {
             wake = wake.min(self.next_full_dump);
             if self.corr.needs_mini_poll() {
                 wake = wake.min(self.last_mini_poll + MIN_POLL_NS);
-            } else if !self.corr.poll_targets(now).is_empty() {
-                wake = wake.min(self.last_mini_poll + poll_ns);
+            }
+            if self.corr.tracks_minis() {
+                wake = wake.min(self.last_target_poll + poll_ns);
             }
         }
         if let Some(at) = self.corr.next_release() {
@@ -337,19 +344,26 @@ impl Watch<'_> {
     /// `force` polls the targets whatever the time (the last rounds before exit).
     fn poll_minis(&mut self, now: u64, force: bool) -> anyhow::Result<()> {
         if now >= self.next_full_dump {
-            return self.dump_minis(now);
+            self.next_full_dump = now + FULL_DUMP_NS;
+            let requests = self.corr.request_tuples();
+            let found = self.dump(REQUEST_STATES)?;
+            self.corr.on_lookups(now, &requests, &found);
         }
-        let since = now.saturating_sub(self.last_mini_poll);
         let poll_ns = self.args.poll_ms.max(1) * 1_000_000;
-        let urgent = self.corr.needs_mini_poll() && since >= MIN_POLL_NS;
-        if !(force || urgent || since >= poll_ns) {
+        let urgent =
+            self.corr.needs_mini_poll() && now >= self.last_mini_poll.saturating_add(MIN_POLL_NS);
+        let all = force || now >= self.last_target_poll.saturating_add(poll_ns);
+        if !(urgent || all) {
             return Ok(());
         }
-        let targets = self.corr.poll_targets(now);
+        if all {
+            self.last_target_poll = now;
+        }
+        let targets = self.corr.poll_targets(now, all);
         if targets.is_empty() {
             return Ok(());
         }
-        if targets.len() > LOOKUP_MAX {
+        if targets.len() > LOOKUP_MAX + self.corr.tracked_minis() / 3 {
             return self.dump_minis(now);
         }
         self.last_mini_poll = now;
@@ -368,7 +382,7 @@ impl Watch<'_> {
 
     fn dump_minis(&mut self, now: u64) -> anyhow::Result<()> {
         self.last_mini_poll = now;
-        self.next_full_dump = now + FULL_DUMP_NS;
+        self.last_target_poll = now;
         let mini = self.dump(sockdiag::MINI_STATES)?;
         self.corr.on_mini_poll(now, &mini);
         Ok(())

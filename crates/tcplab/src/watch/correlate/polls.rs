@@ -29,10 +29,15 @@ impl Correlator {
     /// them), request sockets, TIME_WAIT sockets due to expire or already missed once,
     /// and all TIME_WAIT sockets while an RST may have killed one. The others (TIME_WAIT
     /// sockets with time to live) are left to the periodic full dump.
-    pub fn poll_targets(&self, now_ns: u64) -> HashSet<Tuple> {
+    /// With `all` false, only the urgent ones (the CLOSEs and FINs), without going
+    /// through every TIME_WAIT socket known.
+    pub fn poll_targets(&self, now_ns: u64, all: bool) -> HashSet<Tuple> {
         let rst_window = now_ns < self.rst_until;
         let mut out: HashSet<Tuple> = self.awaiting.keys().copied().collect();
         out.extend(self.peer_fin.keys().copied());
+        if !all {
+            return out;
+        }
         out.extend(self.req.keys().copied());
         out.extend(self.tw.iter().filter_map(|(t, tw)| {
             let expiry = tw.last_seen_ns + u64::from(tw.expires_ms) * 1_000_000;
@@ -132,7 +137,20 @@ impl Correlator {
             self.push(c);
         }
         let mut gone = Vec::new();
-        for (t, tw) in self.tw.iter_mut().filter(|(t, _)| in_scope(t)) {
+        // Only the tuples looked at: a lookup poll must not cost a walk of every
+        // TIME_WAIT socket known (tens of thousands under churn).
+        let looked: Vec<Tuple> = match scope {
+            Some(s) => s
+                .iter()
+                .filter(|t| self.tw.contains_key(t))
+                .copied()
+                .collect(),
+            None => self.tw.keys().copied().collect(),
+        };
+        for t in &looked {
+            let Some(tw) = self.tw.get_mut(t) else {
+                continue;
+            };
             if seen_tw.contains(t) {
                 tw.misses = 0;
             } else {
@@ -258,6 +276,7 @@ impl Correlator {
                         a.from != TcpState::FinWait2
                             || (!was_fw2_socket && entered <= a.ts_ns + SAME_MOMENT_NS)
                     });
+                    let mut found_lower = 0;
                     let mut c = match exact {
                         Some(a) => {
                             let mut c =
@@ -275,6 +294,7 @@ impl Correlator {
                             let held_fin = self
                                 .pending
                                 .iter()
+                                .rev()
                                 .find(|(p, _)| {
                                     p.local == t.1 && p.remote == t.0 && p.to == TcpState::LastAck
                                 })
@@ -285,6 +305,7 @@ impl Correlator {
                             };
                             // Never before what we saw of FIN_WAIT2 (estimates are coarse).
                             let ts = ts.clamp(lower, now_ns.max(lower));
+                            found_lower = lower;
                             let mut c = Self::change(ts, t, Some(from), sub, Source::Sockdiag);
                             c.linux = Some(linux.into());
                             c
@@ -296,6 +317,9 @@ impl Correlator {
                     if exact.is_some() {
                         self.push(c);
                     } else {
+                        if c.from == Some(TcpState::FinWait2) && c.to == TcpState::TimeWait {
+                            self.found_tw.insert(t, (c.ts_ns, found_lower));
+                        }
                         self.push_found(c, now_ns);
                     }
                 }
