@@ -45,7 +45,7 @@ const DEBUGFS_TRACING: &str = "/sys/kernel/debug/tracing";
 /// Prefix of our instance names.
 const PREFIX: &str = "tcplab-";
 /// Ring buffer size per CPU: a burst of 3,000 connections is ~30,000 events of ~100 B.
-const BUFFER_KB: u32 = 4096;
+const BUFFER_KB: u32 = 32768;
 
 /// The tracepoints we enable, as `system/event`.
 pub const EVENTS: [&str; 4] = [

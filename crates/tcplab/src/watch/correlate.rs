@@ -14,7 +14,7 @@
 //! - RSTs attach to the change of the socket that sent or received them, whichever
 //!   order the tracepoints fired in: changes are held `hold_ns` before release.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
 use tcplab_core::event::{Reset, RstDirection, Source, StateChange};
@@ -91,7 +91,13 @@ struct Req {
 #[derive(Debug)]
 pub struct Correlator {
     /// Changes not yet released, in time order, each with the earliest release time.
-    pending: VecDeque<(StateChange, u64)>,
+    /// Keyed by (time, arrival): a change found late, or redated, goes in its place in
+    /// O(log n) however many are held (a lagging reader holds hundreds of thousands).
+    pending: BTreeMap<(u64, u64), (StateChange, u64)>,
+    /// Arrival counter: equal times keep their arrival order.
+    arrivals: u64,
+    /// Time of the held `CLOSE_WAIT -> LAST_ACK` per tuple (the FIN a local peer sent).
+    held_last_ack: HashMap<Tuple, u64>,
     /// `CLOSE -> SYN_SENT` changes still without their port, oldest first, by
     /// (local address with port 0, remote): kept apart so that naming the port is a
     /// hash lookup, not a search through everything held.
@@ -125,7 +131,9 @@ impl Correlator {
     /// A correlator that holds changes `hold_ns` before release.
     pub fn new(hold_ns: u64) -> Correlator {
         Correlator {
-            pending: VecDeque::new(),
+            pending: BTreeMap::new(),
+            arrivals: 0,
+            held_last_ack: HashMap::new(),
             syn_sent: HashMap::new(),
             found_tw: HashMap::new(),
             conns: HashMap::new(),
@@ -176,7 +184,7 @@ impl Correlator {
     pub fn next_release(&self) -> Option<u64> {
         let barrier = self.barrier();
         // Release takes a prefix in time order, so the first change decides.
-        let (c, at) = self.pending.front()?;
+        let (c, at) = self.pending.first_key_value()?.1;
         (c.ts_ns < barrier).then_some(*at)
     }
 
@@ -215,8 +223,17 @@ impl Correlator {
                 .push_back((c, release_at));
             return;
         }
-        let at = self.pending.partition_point(|p| p.0.ts_ns <= c.ts_ns);
-        self.pending.insert(at, (c, release_at));
+        if c.to == TcpState::LastAck {
+            self.held_last_ack.insert((c.local, c.remote), c.ts_ns);
+        }
+        self.arrivals += 1;
+        self.pending
+            .insert((c.ts_ns, self.arrivals), (c, release_at));
+    }
+
+    /// The time of the local peer's FIN to `t`, if its `LAST_ACK` is still held.
+    fn held_peer_fin(&self, t: Tuple) -> Option<u64> {
+        self.held_last_ack.get(&(t.1, t.0)).copied()
     }
 
     fn change(
@@ -365,18 +382,22 @@ impl Correlator {
             return;
         };
         // Held changes are in time order: start at its time.
-        let from = self.pending.partition_point(|(c, _)| c.ts_ns < found_ts);
-        let Some(i) = self.pending.range(from..).position(|(c, _)| {
-            c.ts_ns == found_ts
-                && c.local == t.0
-                && c.remote == t.1
-                && c.from == Some(TcpState::FinWait2)
-                && c.to == TcpState::TimeWait
-                && c.source == Source::Sockdiag
-        }) else {
+        let Some(key) = self
+            .pending
+            .range((found_ts, 0)..=(found_ts, u64::MAX))
+            .find(|(_, (c, _))| {
+                c.ts_ns == found_ts
+                    && c.local == t.0
+                    && c.remote == t.1
+                    && c.from == Some(TcpState::FinWait2)
+                    && c.to == TcpState::TimeWait
+                    && c.source == Source::Sockdiag
+            })
+            .map(|(k, _)| *k)
+        else {
             return;
         };
-        let Some((mut c, release_at)) = self.pending.remove(from + i) else {
+        let Some((mut c, release_at)) = self.pending.remove(&key) else {
             return;
         };
         // The found change was dated no earlier than the socket's CLOSE; keep that bound.
@@ -454,15 +475,17 @@ impl Correlator {
     pub fn release(&mut self, now_ns: u64) -> Vec<Released> {
         // Nothing at or after a CLOSE that still waits for its poll leaves before it.
         let barrier = self.barrier();
-        let n = self
-            .pending
-            .iter()
-            .take_while(|(c, release_at)| *release_at <= now_ns && c.ts_ns < barrier)
-            .count();
         // A SYN_SENT still without its port is not here but in `syn_sent` until the
         // connection's next event names it (its SYN may be retransmitted for minutes):
         // it holds up nothing, and prints late, with its own time.
-        let out: Vec<StateChange> = self.pending.drain(..n).map(|(c, _)| c).collect();
+        let mut out: Vec<StateChange> = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            let (c, release_at) = entry.get();
+            if *release_at > now_ns || c.ts_ns >= barrier {
+                break;
+            }
+            out.push(entry.remove().0);
+        }
         let out = out.into_iter().map(|c| self.finish(c)).collect();
         // Forget RST facts nobody claimed (e.g. NO_SOCKET answers) after a second.
         let horizon = now_ns.saturating_sub(RST_MEMORY_NS);
@@ -476,8 +499,8 @@ impl Correlator {
     pub fn release_all(&mut self) -> Vec<Released> {
         for (_, held) in std::mem::take(&mut self.syn_sent) {
             for (c, _) in held {
-                let at = self.pending.partition_point(|p| p.0.ts_ns <= c.ts_ns);
-                self.pending.insert(at, (c, 0));
+                self.arrivals += 1;
+                self.pending.insert((c.ts_ns, self.arrivals), (c, 0));
             }
         }
         for (t, a) in std::mem::take(&mut self.awaiting) {
@@ -496,6 +519,9 @@ impl Correlator {
 
     fn finish(&mut self, mut c: StateChange) -> Released {
         let t = (c.local, c.remote);
+        if c.to == TcpState::LastAck && self.held_last_ack.get(&t) == Some(&c.ts_ns) {
+            self.held_last_ack.remove(&t);
+        }
         if c.source == Source::Sockdiag
             && c.to == TcpState::TimeWait
             && self.found_tw.get(&t).is_some_and(|f| f.0 == c.ts_ns)

@@ -284,7 +284,12 @@ impl Watch<'_> {
             if now >= next_slow {
                 next_slow = now + 500_000_000;
                 self.check_stuck(now)?;
-                let lost = self.corr.lost + instance.as_ref().map_or(0, Instance::lost_events);
+                // `[LOST n EVENTS]` lines and the overrun counters tell of the same
+                // events: the larger is the loss (the counters know it first).
+                let lost = self
+                    .corr
+                    .lost
+                    .max(instance.as_ref().map_or(0, Instance::lost_events));
                 if lost > reported_lost {
                     eprintln!(
                         "tcplab watch: WARNING: the kernel lost {} trace events (ring buffer \
@@ -435,7 +440,7 @@ impl Watch<'_> {
     fn finish(&mut self, kernel_lost: u64) -> anyhow::Result<()> {
         let rest = self.corr.release_all();
         self.emit(rest)?;
-        let lost = self.corr.lost + kernel_lost;
+        let lost = self.corr.lost.max(kernel_lost);
         if self.args.summary {
             for s in self.dump(sockdiag::ALL_STATES)? {
                 if let Some(st) = TcpState::from_linux(u32::from(s.state)) {

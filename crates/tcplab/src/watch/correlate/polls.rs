@@ -291,14 +291,7 @@ impl Correlator {
                                 .as_ref()
                                 .map_or(prev.map_or(0, |p| p.1), |a| a.ts_ns);
                             // The local peer's FIN, if its LAST_ACK is still held here.
-                            let held_fin = self
-                                .pending
-                                .iter()
-                                .rev()
-                                .find(|(p, _)| {
-                                    p.local == t.1 && p.remote == t.0 && p.to == TcpState::LastAck
-                                })
-                                .map(|(p, _)| p.ts_ns);
+                            let held_fin = self.held_peer_fin(t);
                             let (ts, linux) = match self.peer_fin.remove(&t).or(held_fin) {
                                 Some(fin) => (fin, "the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN"),
                                 None => (entered, "the FIN reached the FIN_WAIT2 mini-socket"),
