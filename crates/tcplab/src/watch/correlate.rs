@@ -276,6 +276,9 @@ impl Correlator {
                 if from == TcpState::SynSent && local.port() != 0 {
                     self.resolve_port(t, ts_ns);
                 }
+                if from == TcpState::Closed && to == TcpState::SynSent && local.port() != 0 {
+                    self.connect_reused_timewait(t, ts_ns);
+                }
                 if from == TcpState::Listen && to == TcpState::SynRecv {
                     self.syn_reused_timewait(t, ts_ns);
                     if let Some(r) = self.req.get_mut(&t) {
@@ -429,6 +432,14 @@ impl Correlator {
         } else if let Some(conn) = self.conns.remove(&(zero, t.1)) {
             self.conns.insert(t, conn);
         }
+        self.connect_reused_timewait(t, syn_ts);
+    }
+
+    /// A connect() that reuses the tuple of a TIME_WAIT socket (`net.ipv4.tcp_tw_reuse`)
+    /// ends that TIME_WAIT just before its `CLOSE -> SYN_SENT` at `syn_ts`: called when
+    /// the SYN_SENT is read with its port (a socket bound before connect()) or when a
+    /// later event names the port.
+    fn connect_reused_timewait(&mut self, t: Tuple, syn_ts: u64) {
         if let Some(tw) = self.tw.remove(&t) {
             self.peer_fin.remove(&t);
             if tw.substate == TcpState::TimeWait && tw.announced {
@@ -530,6 +541,17 @@ impl Correlator {
         }
         if c.to == TcpState::Closed && c.rst.is_none() {
             c.rst = self.resets.remove(&t).map(|(_, r)| r);
+        }
+        // A socket's first change begins a new life of its tuple (tcp_tw_reuse, RFC 6191):
+        // nothing of an earlier socket with the same tuple (cookie, retransmissions,
+        // state) carries over.
+        let opens = matches!(
+            (c.from, c.to),
+            (Some(TcpState::Closed), TcpState::SynSent)
+                | (Some(TcpState::Listen), TcpState::SynRecv)
+        );
+        if opens {
+            self.conns.remove(&t);
         }
         let conn = self.conns.get(&t);
         let in_prev_ns = conn
