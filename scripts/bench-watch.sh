@@ -8,11 +8,15 @@
 #   cps: connection cycles/s, one at a time (every cycle is ~10 state changes plus a
 #        TIME_WAIT socket: the watcher's worst case)
 # The load is `tcplab bench` (rt over 100 connections; conn mode with 1 worker).
+# Then churn: `tcplab bench --mode conn --conns 50` for CHURN_SECS (10) under a watcher
+# with --summary: the events it lost (must be 0) and how far behind it was at the end
+# (seconds from SIGINT to exit, spent reading what the ring still held).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/tcplab}
 RUNS=${RUNS:-5}
 SECS=${SECS:-3}
+CHURN_SECS=${CHURN_SECS:-10}
 [ -x "$BIN" ] || cargo build --release -p tcplab >/dev/null
 
 out=$(mktemp -d)
@@ -57,3 +61,19 @@ for mode in rt cps; do
         printf "%-4s without watch %8d/s   with watch %8d/s   overhead %5.1f%%   (median of %d)\n",
             m, a, b, (a - b) * 100 / a, r }'
 done
+
+"$BIN" watch --port "$port" --summary --json >"$out/churn.json" 2>"$out/watch.err" &
+WATCH_PID=$!
+until grep -q armed "$out/watch.err" 2>/dev/null; do sleep 0.05; done
+conns=$("$BIN" bench "127.0.0.1:$port" --mode conn --conns 50 --duration "$CHURN_SECS" --json 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["ops"])')
+t0=$(date +%s.%N)
+kill -INT "$WATCH_PID"; wait "$WATCH_PID" || true; WATCH_PID=
+t1=$(date +%s.%N)
+tail -n 1 "$out/churn.json" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+conns, secs, lag = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]) - float(sys.argv[4])
+print("churn %d connections in %gs (%d/s): watch saw %d SYN_SENT, lost %d events, %.1fs behind at the end"
+      % (conns, secs, conns / secs, s["entered"].get("SYN_SENT", 0), s["lost"], lag))
+' "$conns" "$CHURN_SECS" "$t1" "$t0"
