@@ -65,8 +65,9 @@ done
 "$BIN" watch --port "$port" --summary --json >"$out/churn.json" 2>"$out/watch.err" &
 WATCH_PID=$!
 until grep -q armed "$out/watch.err" 2>/dev/null; do sleep 0.05; done
-conns=$("$BIN" bench "127.0.0.1:$port" --mode conn --conns 50 --duration "$CHURN_SECS" --json 2>/dev/null |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["ops"])')
+# A few connects time out under this load (bench then exits 1): the count is still valid.
+conns=$({ "$BIN" bench "127.0.0.1:$port" --mode conn --conns 50 --duration "$CHURN_SECS" \
+    --json 2>/dev/null || true; } | python3 -c 'import json,sys; print(json.load(sys.stdin)["ops"])')
 t0=$(date +%s.%N)
 kill -INT "$WATCH_PID"; wait "$WATCH_PID" || true; WATCH_PID=
 t1=$(date +%s.%N)
