@@ -21,7 +21,7 @@
 //! (every 3 ms), FIN_WAIT2 mini-sockets (less often as they age: their TIME_WAIT is
 //! dated by its timer, not by the poll), TIME_WAIT sockets due to expire, request
 //! sockets, and every TIME_WAIT socket for a second after an RST. Request sockets are
-//! dumped once a second to find half-open connections (dated by their SYN,ACK timer);
+//! dumped every 5 s to find half-open connections (dated by their SYN,ACK timer);
 //! a dump replaces the lookups only when it is the cheaper of the two.
 
 pub mod correlate;
@@ -83,9 +83,10 @@ pub struct Args {
 const MIN_POLL_NS: u64 = 3_000_000;
 /// How often request sockets are dumped with tracepoints on, to find half-open
 /// connections (dated by their SYN,ACK timer, not by this poll). A dump walks the whole
-/// established hash table (~1.7 ms per family on this machine, whatever the filter):
-/// every 20 ms that cost a fifth of a core. Known mini-sockets are looked up instead.
-const FULL_DUMP_NS: u64 = 1_000_000_000;
+/// established hash table whatever its filter: 2 to 16 ms of kernel time per address
+/// family here, depending on load (dumping every 20 ms took a fifth of a core, every
+/// second still 3%). Known mini-sockets are looked up instead.
+const FULL_DUMP_NS: u64 = 5_000_000_000;
 /// Request sockets (SYN_RECV and NEW_SYN_RECV).
 const REQUEST_STATES: u32 = (1 << 3) | (1 << 12);
 /// Tuples are looked up one by one (a hash lookup, ~3 µs each) unless there are more

@@ -208,15 +208,21 @@ impl Correlator {
     }
 
     /// When a request socket found by a poll at `now_ns` began. Its SYN,ACK timer starts
-    /// at TCP_TIMEOUT_INIT (1 s), so before the first retransmission the time left dates
-    /// it to the jiffy; later ones are dated by the poll.
+    /// at TCP_TIMEOUT_INIT (1 s) and doubles at each retransmission, so after `k` of them
+    /// it expires (2^(k+1) - 1) s after the SYN: the time left dates the SYN to the
+    /// jiffy, however late the poll (below TCP_RTO_MAX, and unless a duplicate SYN made
+    /// an extra SYN,ACK: then the estimate is early, never before the poll's reach).
     fn request_began(now_ns: u64, s: &DiagSocket) -> u64 {
-        const TIMEOUT_INIT_MS: u32 = 1000;
-        if s.timer == 1 && s.retrans == 0 && s.expires_ms <= TIMEOUT_INIT_MS {
-            now_ns.saturating_sub(u64::from(TIMEOUT_INIT_MS - s.expires_ms) * 1_000_000)
-        } else {
-            now_ns
+        const TIMEOUT_INIT_MS: u64 = 1000;
+        if s.timer != 1 || s.retrans > 5 {
+            return now_ns;
         }
+        let total_ms = TIMEOUT_INIT_MS * ((2u64 << s.retrans) - 1);
+        let expires_ms = u64::from(s.expires_ms);
+        if expires_ms > total_ms {
+            return now_ns;
+        }
+        now_ns.saturating_sub((total_ms - expires_ms) * 1_000_000)
     }
 
     /// An RST sent to `t` at or after `since`: one addressed to it, else one from the

@@ -374,6 +374,22 @@ mod half_open {
     }
 
     #[test]
+    fn request_socket_dated_by_its_syn_ack_timer() {
+        let mut k = Correlator::new(0);
+        // One SYN,ACK retransmitted: the timer (2 s) ends 3 s after the SYN; 1.5 s left.
+        let mut r = req(C);
+        r.retrans = 1;
+        r.expires_ms = 1500;
+        k.on_mini_poll(10_000 * MS, &[r]);
+        let out = k.release(u64::MAX);
+        assert_eq!(out[0].change.ts_ns, 8_500 * MS);
+        // Before any retransmission: 900 ms left of 1 s.
+        let mut k = Correlator::new(0);
+        k.on_mini_poll(10_000 * MS, &[req(C)]);
+        assert_eq!(k.release(u64::MAX)[0].change.ts_ns, 9_900 * MS);
+    }
+
+    #[test]
     fn dropped_request_socket_closes() {
         let mut k = Correlator::new(0);
         k.on_mini_poll(MS, &[req(C)]);
