@@ -21,7 +21,7 @@
 //! (every 3 ms), FIN_WAIT2 mini-sockets (less often as they age: their TIME_WAIT is
 //! dated by its timer, not by the poll), TIME_WAIT sockets due to expire, request
 //! sockets, and every TIME_WAIT socket for a second after an RST. Request sockets are
-//! dumped every 5 s to find half-open connections (dated by their SYN,ACK timer);
+//! dumped every 500 ms to find half-open connections (dated by their SYN,ACK timer);
 //! a dump replaces the lookups only when it is the cheaper of the two.
 
 pub mod correlate;
@@ -82,11 +82,12 @@ pub struct Args {
 /// Shortest interval between two polls asked for by pending CLOSEs.
 const MIN_POLL_NS: u64 = 3_000_000;
 /// How often request sockets are dumped with tracepoints on, to find half-open
-/// connections (dated by their SYN,ACK timer, not by this poll). A dump walks the whole
-/// established hash table whatever its filter: 2 to 16 ms of kernel time per address
-/// family here, depending on load (dumping every 20 ms took a fifth of a core, every
-/// second still 3%). Known mini-sockets are looked up instead.
-const FULL_DUMP_NS: u64 = 5_000_000_000;
+/// connections (dated by their SYN,ACK timer, not by this poll). A half-open whose
+/// SYN,ACK cannot be retransmitted (no route back) dies at its first timer, after 1 s:
+/// half that catches every one. A dump walks the whole established hash table whatever
+/// its filter: 2 to 16 ms of kernel time per address family here, depending on load
+/// (dumping every 20 ms took a fifth of a core). Known mini-sockets are looked up.
+const FULL_DUMP_NS: u64 = 500_000_000;
 /// Request sockets (SYN_RECV and NEW_SYN_RECV).
 const REQUEST_STATES: u32 = (1 << 3) | (1 << 12);
 /// Tuples are looked up one by one (a hash lookup, ~3 µs each) unless there are more
@@ -253,6 +254,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let snapshot = w.dump(sockdiag::ALL_STATES)?;
     let now = mono_ns();
     w.corr.on_snapshot(now, &snapshot);
+    // The snapshot showed the request sockets there are: the next dump can wait.
+    w.next_full_dump = now + FULL_DUMP_NS;
     match &instance {
         Some(inst) => {
             for stale in &inst.removed_stale {
