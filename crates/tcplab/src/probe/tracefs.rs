@@ -32,7 +32,7 @@
 //! held changes) the kernel's text formatting and our parsing are ~30% of what remains,
 //! and the reader keeps up on average; a burst it cannot follow at once waits in the
 //! ring, which is therefore 32 MB per CPU ([`BUFFER_KB`]; ~400,000 events each, freed
-//! with the instance). Measured: 10 s of that churn, 0 events lost, the watcher 3-6 s
+//! with the instance). Measured: 10 s of that churn, 0 events lost, the watcher 3-7 s
 //! behind at the end. `trace_pipe_raw` would save the formatting (and give `skaddr` and
 //! ns times) at the price of a per-CPU merge; it is the next step if a faster churn
 //! must be followed live, not needed for completeness.
