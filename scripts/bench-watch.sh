@@ -8,11 +8,15 @@
 #   cps: connection cycles/s, one at a time (every cycle is ~10 state changes plus a
 #        TIME_WAIT socket: the watcher's worst case)
 # The load is `tcplab bench` (rt over 100 connections; conn mode with 1 worker).
+# Then churn: `tcplab bench --mode conn --conns 50` for CHURN_SECS (10) under a watcher
+# with --summary: the events it lost (must be 0) and how far behind it was at the end
+# (seconds from SIGINT to exit, spent reading what the ring still held).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/tcplab}
 RUNS=${RUNS:-5}
 SECS=${SECS:-3}
+CHURN_SECS=${CHURN_SECS:-10}
 [ -x "$BIN" ] || cargo build --release -p tcplab >/dev/null
 
 out=$(mktemp -d)
@@ -30,6 +34,10 @@ until grep -q '^listening on' "$out/serve" 2>/dev/null; do sleep 0.05; done
 addr=$(sed -n 's/^listening on //p' "$out/serve")
 port=${addr##*:}
 
+# CPU time (utime + stime, clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK=$(getconf CLK_TCK)
+
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 run_load() { # mode -> operations per second
@@ -42,18 +50,40 @@ run_load() { # mode -> operations per second
 }
 
 for mode in rt cps; do
-    : >"$out/without"; : >"$out/with"
+    : >"$out/without"; : >"$out/with"; : >"$out/cpu"
     for _ in $(seq "$RUNS"); do
         run_load "$mode" >>"$out/without"
         "$BIN" watch --port "$port" >/dev/null 2>"$out/watch.err" &
         WATCH_PID=$!
         until grep -q armed "$out/watch.err" 2>/dev/null; do sleep 0.05; done
+        t0=$(date +%s.%N); c0=$(cpu_ticks "$WATCH_PID")
         run_load "$mode" >>"$out/with"
+        c1=$(cpu_ticks "$WATCH_PID"); t1=$(date +%s.%N)
+        # The watcher's own CPU, in % of one core, over the loaded run.
+        awk -v c="$((c1 - c0))" -v hz="$TICK" -v a="$t0" -v b="$t1" \
+            'BEGIN { printf "%.1f\n", c * 100 / hz / (b - a) }' >>"$out/cpu"
         kill -INT "$WATCH_PID"; wait "$WATCH_PID" || true; WATCH_PID=
         if grep -q -i lost "$out/watch.err"; then echo "watch reported loss:"; cat "$out/watch.err"; fi
     done
-    without=$(median <"$out/without"); with=$(median <"$out/with")
-    awk -v m="$mode" -v a="$without" -v b="$with" -v r="$RUNS" 'BEGIN {
-        printf "%-4s without watch %8d/s   with watch %8d/s   overhead %5.1f%%   (median of %d)\n",
-            m, a, b, (a - b) * 100 / a, r }'
+    without=$(median <"$out/without"); with=$(median <"$out/with"); cpu=$(median <"$out/cpu")
+    awk -v m="$mode" -v a="$without" -v b="$with" -v r="$RUNS" -v c="$cpu" 'BEGIN {
+        printf "%-4s without watch %8d/s   with watch %8d/s   overhead %5.1f%%   watcher CPU %4.1f%% of a core   (median of %d)\n",
+            m, a, b, (a - b) * 100 / a, c, r }'
 done
+
+"$BIN" watch --port "$port" --summary --json >"$out/churn.json" 2>"$out/watch.err" &
+WATCH_PID=$!
+until grep -q armed "$out/watch.err" 2>/dev/null; do sleep 0.05; done
+# A few connects time out under this load (bench then exits 1): the count is still valid.
+conns=$({ "$BIN" bench "127.0.0.1:$port" --mode conn --conns 50 --duration "$CHURN_SECS" \
+    --json 2>/dev/null || true; } | python3 -c 'import json,sys; print(json.load(sys.stdin)["ops"])')
+t0=$(date +%s.%N)
+kill -INT "$WATCH_PID"; wait "$WATCH_PID" || true; WATCH_PID=
+t1=$(date +%s.%N)
+tail -n 1 "$out/churn.json" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+conns, secs, lag = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]) - float(sys.argv[4])
+print("churn %d connections in %gs (%d/s): watch saw %d SYN_SENT, lost %d events, %.1fs behind at the end"
+      % (conns, secs, conns / secs, s["entered"].get("SYN_SENT", 0), s["lost"], lag))
+' "$conns" "$CHURN_SECS" "$t1" "$t0"

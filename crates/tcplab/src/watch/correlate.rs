@@ -14,7 +14,7 @@
 //! - RSTs attach to the change of the socket that sent or received them, whichever
 //!   order the tracepoints fired in: changes are held `hold_ns` before release.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 
 use tcplab_core::event::{Reset, RstDirection, Source, StateChange};
@@ -33,6 +33,8 @@ const SAME_MOMENT_NS: u64 = 10_000_000;
 /// Polls in a row that must miss a socket before it counts as gone: a netlink dump is
 /// not atomic, and a socket hashed during it can be skipped.
 const MISSES_FOR_GONE: u8 = 3;
+/// How long RST facts are kept to explain a vanished socket.
+const RST_MEMORY_NS: u64 = 1_000_000_000;
 /// How long a change found by a poll waits for tracepoint lines that date it better.
 const FOUND_HOLD_NS: u64 = 30_000_000;
 
@@ -69,6 +71,8 @@ struct Awaiting {
 #[derive(Debug)]
 struct Tw {
     substate: TcpState,
+    /// When a poll first showed it in `substate`.
+    first_seen_ns: u64,
     last_seen_ns: u64,
     expires_ms: u32,
     /// Whether its TIME_WAIT was reported (or it was in TIME_WAIT at the snapshot).
@@ -87,7 +91,21 @@ struct Req {
 #[derive(Debug)]
 pub struct Correlator {
     /// Changes not yet released, in time order, each with the earliest release time.
-    pending: Vec<(StateChange, u64)>,
+    /// Keyed by (time, arrival): a change found late, or redated, goes in its place in
+    /// O(log n) however many are held (a lagging reader holds hundreds of thousands).
+    pending: BTreeMap<(u64, u64), (StateChange, u64)>,
+    /// Arrival counter: equal times keep their arrival order.
+    arrivals: u64,
+    /// Time of the held `CLOSE_WAIT -> LAST_ACK` per tuple (the FIN a local peer sent).
+    held_last_ack: HashMap<Tuple, u64>,
+    /// `CLOSE -> SYN_SENT` changes still without their port, oldest first, by
+    /// (local address with port 0, remote): kept apart so that naming the port is a
+    /// hash lookup, not a search through everything held.
+    syn_sent: HashMap<Tuple, VecDeque<(StateChange, u64)>>,
+    /// Tuples with a poll-found `FIN_WAIT2 -> TIME_WAIT` held, which the local peer's
+    /// FIN may still date better: its time, and the earliest time it may be given
+    /// (the CLOSE it followed).
+    found_tw: HashMap<Tuple, (u64, u64)>,
     conns: HashMap<Tuple, Conn>,
     awaiting: HashMap<Tuple, Awaiting>,
     tw: HashMap<Tuple, Tw>,
@@ -103,6 +121,8 @@ pub struct Correlator {
     /// keyed by the mini-socket's tuple.
     peer_fin: HashMap<Tuple, u64>,
     hold_ns: u64,
+    /// Until when an RST seen may have killed a TIME_WAIT socket (all are polled fast).
+    rst_until: u64,
     /// Events the kernel said it lost (`[LOST n EVENTS]`).
     pub lost: u64,
 }
@@ -111,7 +131,11 @@ impl Correlator {
     /// A correlator that holds changes `hold_ns` before release.
     pub fn new(hold_ns: u64) -> Correlator {
         Correlator {
-            pending: Vec::new(),
+            pending: BTreeMap::new(),
+            arrivals: 0,
+            held_last_ack: HashMap::new(),
+            syn_sent: HashMap::new(),
+            found_tw: HashMap::new(),
             conns: HashMap::new(),
             awaiting: HashMap::new(),
             tw: HashMap::new(),
@@ -123,6 +147,7 @@ impl Correlator {
             listener_rsts: Vec::new(),
             peer_fin: HashMap::new(),
             hold_ns,
+            rst_until: 0,
             lost: 0,
         }
     }
@@ -132,9 +157,44 @@ impl Correlator {
         &self.conns
     }
 
+    /// True when mini-sockets (timewait or request sockets) are followed by polls.
+    pub fn tracks_minis(&self) -> bool {
+        !self.tw.is_empty() || !self.req.is_empty()
+    }
+
+    /// How many mini-sockets are followed.
+    pub fn tracked_minis(&self) -> usize {
+        self.tw.len() + self.req.len()
+    }
+
+    /// The request sockets followed (a dump of request sockets is a poll of these).
+    pub fn request_tuples(&self) -> HashSet<Tuple> {
+        self.req.keys().copied().collect()
+    }
+
     /// True when a tracepoint CLOSE waits for a sock_diag poll to be understood.
     pub fn needs_mini_poll(&self) -> bool {
         !self.awaiting.is_empty() || !self.peer_fin.is_empty()
+    }
+
+    /// The earliest time a held change may be released (a SYN_SENT still without its
+    /// port excepted: it waits for an event, not for time).
+    /// Changes behind a CLOSE that waits for its poll are not counted: the poll, not
+    /// time, frees them.
+    pub fn next_release(&self) -> Option<u64> {
+        let barrier = self.barrier();
+        // Release takes a prefix in time order, so the first change decides.
+        let (c, at) = self.pending.first_key_value()?.1;
+        (c.ts_ns < barrier).then_some(*at)
+    }
+
+    /// The time of the oldest tracepoint CLOSE still waiting for its poll.
+    fn barrier(&self) -> u64 {
+        self.awaiting
+            .values()
+            .map(|a| a.ts_ns)
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
     fn unresolved(c: &StateChange) -> bool {
@@ -155,8 +215,25 @@ impl Correlator {
     }
 
     fn insert(&mut self, c: StateChange, release_at: u64) {
-        let at = self.pending.partition_point(|p| p.0.ts_ns <= c.ts_ns);
-        self.pending.insert(at, (c, release_at));
+        if Self::unresolved(&c) {
+            let key = (c.local, c.remote);
+            self.syn_sent
+                .entry(key)
+                .or_default()
+                .push_back((c, release_at));
+            return;
+        }
+        if c.to == TcpState::LastAck {
+            self.held_last_ack.insert((c.local, c.remote), c.ts_ns);
+        }
+        self.arrivals += 1;
+        self.pending
+            .insert((c.ts_ns, self.arrivals), (c, release_at));
+    }
+
+    /// The time of the local peer's FIN to `t`, if its `LAST_ACK` is still held.
+    fn held_peer_fin(&self, t: Tuple) -> Option<u64> {
+        self.held_last_ack.get(&(t.1, t.0)).copied()
     }
 
     fn change(
@@ -199,7 +276,11 @@ impl Correlator {
                 if from == TcpState::SynSent && local.port() != 0 {
                     self.resolve_port(t, ts_ns);
                 }
+                if from == TcpState::Closed && to == TcpState::SynSent && local.port() != 0 {
+                    self.connect_reused_timewait(t, ts_ns);
+                }
                 if from == TcpState::Listen && to == TcpState::SynRecv {
+                    self.syn_reused_timewait(t, ts_ns);
                     if let Some(r) = self.req.get_mut(&t) {
                         // Already reported from the request socket.
                         r.child_seen = true;
@@ -246,6 +327,7 @@ impl Correlator {
                 remote,
                 reason,
             } => {
+                self.rst_until = self.rst_until.max(ts_ns.saturating_add(RST_MEMORY_NS));
                 let (Some(local), Some(remote)) = (local, remote) else {
                     return;
                 };
@@ -272,6 +354,7 @@ impl Correlator {
                 remote,
                 ..
             } => {
+                self.rst_until = self.rst_until.max(ts_ns.saturating_add(RST_MEMORY_NS));
                 let t = (local, remote);
                 let reason = self.peer_reason.remove(&t).map(|(_, r)| r);
                 let reset = Reset {
@@ -298,24 +381,29 @@ impl Correlator {
     /// A FIN_WAIT2 -> TIME_WAIT found by a poll before we read the local peer's
     /// `CLOSE_WAIT -> LAST_ACK`: that FIN is what moved it; take its time.
     fn refine_by_peer_fin(&mut self, t: Tuple, fin_ts: u64) {
-        let Some(i) = self.pending.iter().position(|(c, _)| {
-            c.local == t.0
-                && c.remote == t.1
-                && c.from == Some(TcpState::FinWait2)
-                && c.to == TcpState::TimeWait
-                && c.source == Source::Sockdiag
-        }) else {
+        let Some((found_ts, lower)) = self.found_tw.remove(&t) else {
             return;
         };
-        let (mut c, release_at) = self.pending.remove(i);
-        // The found change was dated no earlier than the socket's CLOSE; keep that bound.
-        let lower = self
+        // Held changes are in time order: start at its time.
+        let Some(key) = self
             .pending
-            .iter()
-            .filter(|(p, _)| p.local == t.0 && p.remote == t.1 && p.ts_ns <= c.ts_ns)
-            .map(|(p, _)| p.ts_ns)
-            .max()
-            .unwrap_or(0);
+            .range((found_ts, 0)..=(found_ts, u64::MAX))
+            .find(|(_, (c, _))| {
+                c.ts_ns == found_ts
+                    && c.local == t.0
+                    && c.remote == t.1
+                    && c.from == Some(TcpState::FinWait2)
+                    && c.to == TcpState::TimeWait
+                    && c.source == Source::Sockdiag
+            })
+            .map(|(k, _)| *k)
+        else {
+            return;
+        };
+        let Some((mut c, release_at)) = self.pending.remove(&key) else {
+            return;
+        };
+        // The found change was dated no earlier than the socket's CLOSE; keep that bound.
         c.ts_ns = fin_ts.max(lower);
         c.linux = Some("the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN".into());
         self.peer_fin.remove(&t);
@@ -329,17 +417,29 @@ impl Correlator {
         let mut zero = t.0;
         zero.set_port(0);
         let mut syn_ts = ts_ns;
-        if let Some(c) = self
-            .pending
-            .iter_mut()
-            .map(|(c, _)| c)
-            .find(|c| c.to == TcpState::SynSent && c.local == zero && c.remote == t.1)
-        {
+        let held = self.syn_sent.get_mut(&(zero, t.1));
+        if let Some((mut c, release_at)) = held.and_then(VecDeque::pop_front) {
+            if self
+                .syn_sent
+                .get(&(zero, t.1))
+                .is_some_and(VecDeque::is_empty)
+            {
+                self.syn_sent.remove(&(zero, t.1));
+            }
             c.local = t.0;
             syn_ts = c.ts_ns;
+            self.insert(c, release_at);
         } else if let Some(conn) = self.conns.remove(&(zero, t.1)) {
             self.conns.insert(t, conn);
         }
+        self.connect_reused_timewait(t, syn_ts);
+    }
+
+    /// A connect() that reuses the tuple of a TIME_WAIT socket (`net.ipv4.tcp_tw_reuse`)
+    /// ends that TIME_WAIT just before its `CLOSE -> SYN_SENT` at `syn_ts`: called when
+    /// the SYN_SENT is read with its port (a socket bound before connect()) or when a
+    /// later event names the port.
+    fn connect_reused_timewait(&mut self, t: Tuple, syn_ts: u64) {
         if let Some(tw) = self.tw.remove(&t) {
             self.peer_fin.remove(&t);
             if tw.substate == TcpState::TimeWait && tw.announced {
@@ -360,35 +460,46 @@ impl Correlator {
         }
     }
 
+    /// A SYN to a server-side TIME_WAIT socket may open a new connection on the same
+    /// tuple (the timewait socket accepts it and goes, RFC 6191): the child's
+    /// `LISTEN -> SYN_RECV` at `ts_ns` ends that TIME_WAIT just before.
+    fn syn_reused_timewait(&mut self, t: Tuple, ts_ns: u64) {
+        let Some(tw) = self.tw.remove(&t) else {
+            return;
+        };
+        self.peer_fin.remove(&t);
+        if tw.substate == TcpState::TimeWait && tw.announced {
+            let mut c = Self::change(
+                ts_ns.saturating_sub(1),
+                t,
+                Some(TcpState::TimeWait),
+                TcpState::Closed,
+                Source::Tracepoint,
+            );
+            c.linux = Some("recycled by a new SYN to the same tuple (RFC 6191)".into());
+            self.push(c);
+        }
+    }
+
     /// Releases, in time order, the changes older than `now_ns - hold`, with RSTs,
     /// retransmissions, cookies and time in the previous state attached.
     pub fn release(&mut self, now_ns: u64) -> Vec<Released> {
         // Nothing at or after a CLOSE that still waits for its poll leaves before it.
-        let barrier = self
-            .awaiting
-            .values()
-            .map(|a| a.ts_ns)
-            .min()
-            .unwrap_or(u64::MAX);
-        let n = self
-            .pending
-            .iter()
-            .take_while(|(c, release_at)| *release_at <= now_ns && c.ts_ns < barrier)
-            .count();
-        // A SYN_SENT still without its port stays until the connection's next event
-        // names it (its SYN may be retransmitted for minutes) without holding up others;
-        // it then prints late, with its own time.
-        let (waiting, ready): (Vec<_>, Vec<_>) = self
-            .pending
-            .drain(..n)
-            .partition(|(c, _)| Self::unresolved(c) && now_ns != u64::MAX);
-        for (i, w) in waiting.into_iter().enumerate() {
-            self.pending.insert(i, w);
+        let barrier = self.barrier();
+        // A SYN_SENT still without its port is not here but in `syn_sent` until the
+        // connection's next event names it (its SYN may be retransmitted for minutes):
+        // it holds up nothing, and prints late, with its own time.
+        let mut out: Vec<StateChange> = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            let (c, release_at) = entry.get();
+            if *release_at > now_ns || c.ts_ns >= barrier {
+                break;
+            }
+            out.push(entry.remove().0);
         }
-        let out: Vec<StateChange> = ready.into_iter().map(|(c, _)| c).collect();
         let out = out.into_iter().map(|c| self.finish(c)).collect();
         // Forget RST facts nobody claimed (e.g. NO_SOCKET answers) after a second.
-        let horizon = now_ns.saturating_sub(1_000_000_000);
+        let horizon = now_ns.saturating_sub(RST_MEMORY_NS);
         self.resets.retain(|_, (ts, _)| *ts >= horizon);
         self.peer_reason.retain(|_, (ts, _)| *ts >= horizon);
         self.listener_rsts.retain(|(ts, _, _)| *ts >= horizon);
@@ -397,6 +508,12 @@ impl Correlator {
 
     /// Releases everything, however recent (at exit).
     pub fn release_all(&mut self) -> Vec<Released> {
+        for (_, held) in std::mem::take(&mut self.syn_sent) {
+            for (c, _) in held {
+                self.arrivals += 1;
+                self.pending.insert((c.ts_ns, self.arrivals), (c, 0));
+            }
+        }
         for (t, a) in std::mem::take(&mut self.awaiting) {
             let mut c = Self::change(
                 a.ts_ns,
@@ -413,8 +530,28 @@ impl Correlator {
 
     fn finish(&mut self, mut c: StateChange) -> Released {
         let t = (c.local, c.remote);
+        if c.to == TcpState::LastAck && self.held_last_ack.get(&t) == Some(&c.ts_ns) {
+            self.held_last_ack.remove(&t);
+        }
+        if c.source == Source::Sockdiag
+            && c.to == TcpState::TimeWait
+            && self.found_tw.get(&t).is_some_and(|f| f.0 == c.ts_ns)
+        {
+            self.found_tw.remove(&t);
+        }
         if c.to == TcpState::Closed && c.rst.is_none() {
             c.rst = self.resets.remove(&t).map(|(_, r)| r);
+        }
+        // A socket's first change begins a new life of its tuple (tcp_tw_reuse, RFC 6191):
+        // nothing of an earlier socket with the same tuple (cookie, retransmissions,
+        // state) carries over.
+        let opens = matches!(
+            (c.from, c.to),
+            (Some(TcpState::Closed), TcpState::SynSent)
+                | (Some(TcpState::Listen), TcpState::SynRecv)
+        );
+        if opens {
+            self.conns.remove(&t);
         }
         let conn = self.conns.get(&t);
         let in_prev_ns = conn

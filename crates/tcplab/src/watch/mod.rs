@@ -8,6 +8,21 @@
 //!
 //! Once armed, a line `tcplab watch: armed ...` goes to stderr, so scripts and tests
 //! can wait for it instead of sleeping.
+//!
+//! # Cost: an idle watcher is nearly free
+//!
+//! Round trips on established connections fire no state events, so what a watcher
+//! costs them is its own CPU time. It waits in poll(2) on `trace_pipe` until something
+//! is due (a held change to release, a poll), at most 100 ms. It never walks the
+//! kernel's socket tables on a fast timer: a sock_diag dump walks the whole established
+//! hash table whatever its filter (~1.7 ms per address family here), and dumping every
+//! 20 ms took a fifth of a core. Instead the tuples that need a look are looked up
+//! one by one (a hash lookup each): a CLOSE waiting to be told TIME_WAIT from CLOSED
+//! (every 3 ms), FIN_WAIT2 mini-sockets (less often as they age: their TIME_WAIT is
+//! dated by its timer, not by the poll), TIME_WAIT sockets due to expire, request
+//! sockets, and every TIME_WAIT socket for a second after an RST. Request sockets are
+//! dumped every 500 ms to find half-open connections (dated by their SYN,ACK timer);
+//! a dump replaces the lookups only when it is the cheaper of the two.
 
 pub mod correlate;
 pub mod render;
@@ -66,6 +81,21 @@ pub struct Args {
 
 /// Shortest interval between two polls asked for by pending CLOSEs.
 const MIN_POLL_NS: u64 = 3_000_000;
+/// How often request sockets are dumped with tracepoints on, to find half-open
+/// connections (dated by their SYN,ACK timer, not by this poll). A half-open whose
+/// SYN,ACK cannot be retransmitted (no route back) dies at its first timer, after 1 s:
+/// half that catches every one. A dump walks the whole established hash table whatever
+/// its filter: 2 to 16 ms of kernel time per address family here, depending on load
+/// (dumping every 20 ms took a fifth of a core). Known mini-sockets are looked up.
+const FULL_DUMP_NS: u64 = 500_000_000;
+/// Request sockets (SYN_RECV and NEW_SYN_RECV).
+const REQUEST_STATES: u32 = (1 << 3) | (1 << 12);
+/// Tuples are looked up one by one (a hash lookup, ~3 µs each) unless there are more
+/// than this plus a third of the mini-sockets a dump would return (~3.4 ms for the two
+/// walks plus ~1 µs per socket returned): then one dump is cheaper.
+const LOOKUP_MAX: usize = 1000;
+/// Longest wait for trace lines when nothing is held or due sooner.
+const IDLE_WAIT_MS: u64 = 100;
 
 /// Set by SIGINT/SIGTERM: the loop returns normally, so the instance is removed.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -158,8 +188,14 @@ struct Watch<'a> {
     stuck_reported: HashSet<Tuple>,
     /// Whether the last round read any trace line.
     last_round_read: bool,
-    /// When the last mini-socket poll ran.
+    /// When the last mini-socket poll (lookups or dump) ran.
     last_mini_poll: u64,
+    /// When the last poll of every target (not only the urgent ones) ran.
+    last_target_poll: u64,
+    /// When the next dump of every mini-socket is due.
+    next_full_dump: u64,
+    /// When the next full poll is due (without tracepoints).
+    next_poll: u64,
 }
 
 /// Runs `tcplab watch`.
@@ -211,10 +247,15 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         stuck_reported: HashSet::new(),
         last_round_read: false,
         last_mini_poll: 0,
+        last_target_poll: 0,
+        next_full_dump: 0,
+        next_poll: 0,
     };
     let snapshot = w.dump(sockdiag::ALL_STATES)?;
     let now = mono_ns();
     w.corr.on_snapshot(now, &snapshot);
+    // The snapshot showed the request sockets there are: the next dump can wait.
+    w.next_full_dump = now + FULL_DUMP_NS;
     match &instance {
         Some(inst) => {
             for stale in &inst.removed_stale {
@@ -251,18 +292,23 @@ impl Watch<'_> {
             .args
             .duration
             .map(|d| start + (d.max(0.0) * 1e9) as u64);
-        let mut next_poll = 0;
         let mut next_slow = start;
         let mut reported_lost = 0;
         while !STOP.load(Ordering::SeqCst) {
             if deadline.is_some_and(|d| mono_ns() >= d) {
                 break;
             }
-            let now = self.round(instance, 10, &mut next_poll)?;
+            let wait_ms = self.wait_ms(instance.is_some(), deadline.min(Some(next_slow)));
+            let now = self.round(instance, wait_ms, false)?;
             if now >= next_slow {
                 next_slow = now + 500_000_000;
                 self.check_stuck(now)?;
-                let lost = self.corr.lost + instance.as_ref().map_or(0, Instance::lost_events);
+                // `[LOST n EVENTS]` lines and the overrun counters tell of the same
+                // events: the larger is the loss (the counters know it first).
+                let lost = self
+                    .corr
+                    .lost
+                    .max(instance.as_ref().map_or(0, Instance::lost_events));
                 if lost > reported_lost {
                     eprintln!(
                         "tcplab watch: WARNING: the kernel lost {} trace events (ring buffer \
@@ -278,7 +324,7 @@ impl Watch<'_> {
         // behind a busy kernel): read it all, and give pending CLOSEs their polls.
         let mut extra_polls = 4;
         for _ in 0..100_000 {
-            self.round(instance, 0, &mut 0)?;
+            self.round(instance, 0, true)?;
             if !self.last_round_read {
                 if !self.corr.needs_mini_poll() || extra_polls == 0 {
                     break;
@@ -289,13 +335,90 @@ impl Watch<'_> {
         Ok(())
     }
 
+    /// How long the next round may wait for trace lines: until something held is due
+    /// for release, a poll is due, or `until` (monotonic ns); at most IDLE_WAIT_MS, so
+    /// an idle watcher wakes ten times a second and costs nothing measurable.
+    fn wait_ms(&self, tracing: bool, until: Option<u64>) -> i32 {
+        let now = mono_ns();
+        let poll_ns = self.args.poll_ms.max(1) * 1_000_000;
+        let mut wake = now + IDLE_WAIT_MS * 1_000_000;
+        if !tracing {
+            wake = wake.min(self.next_poll);
+        } else {
+            wake = wake.min(self.next_full_dump);
+            if self.corr.needs_mini_poll() {
+                wake = wake.min(self.last_mini_poll + MIN_POLL_NS);
+            }
+            if self.corr.tracks_minis() {
+                wake = wake.min(self.last_target_poll + poll_ns);
+            }
+        }
+        if let Some(at) = self.corr.next_release() {
+            wake = wake.min(at);
+        }
+        if let Some(u) = until {
+            wake = wake.min(u);
+        }
+        // Round up: a wait of 0 for a due time 0.5 ms away would spin.
+        wake.saturating_sub(now).div_ceil(1_000_000) as i32
+    }
+
+    /// Polls the mini-sockets when due: exact lookups of the tuples that need a look
+    /// (cheap), or a dump when there are many of them or the periodic full dump is due.
+    /// `force` polls the targets whatever the time (the last rounds before exit).
+    fn poll_minis(&mut self, now: u64, force: bool) -> anyhow::Result<()> {
+        if now >= self.next_full_dump {
+            self.next_full_dump = now + FULL_DUMP_NS;
+            let requests = self.corr.request_tuples();
+            let found = self.dump(REQUEST_STATES)?;
+            self.corr.on_lookups(now, &requests, &found);
+        }
+        let poll_ns = self.args.poll_ms.max(1) * 1_000_000;
+        let urgent =
+            self.corr.needs_mini_poll() && now >= self.last_mini_poll.saturating_add(MIN_POLL_NS);
+        let all = force || now >= self.last_target_poll.saturating_add(poll_ns);
+        if !(urgent || all) {
+            return Ok(());
+        }
+        if all {
+            self.last_target_poll = now;
+        }
+        let targets = self.corr.poll_targets(now, all);
+        if targets.is_empty() {
+            return Ok(());
+        }
+        if targets.len() > LOOKUP_MAX + self.corr.tracked_minis() / 3 {
+            return self.dump_minis(now);
+        }
+        self.last_mini_poll = now;
+        let mut found = Vec::new();
+        for t in &targets {
+            // Only what a dump of MINI_STATES would give: full sockets are traced.
+            if let Some(s) = self.diag.lookup(t.0, t.1).context("sock_diag lookup")? {
+                if sockdiag::MINI_STATES & (1 << s.state) != 0 {
+                    found.push(s);
+                }
+            }
+        }
+        self.corr.on_lookups(now, &targets, &found);
+        Ok(())
+    }
+
+    fn dump_minis(&mut self, now: u64) -> anyhow::Result<()> {
+        self.last_mini_poll = now;
+        self.last_target_poll = now;
+        let mini = self.dump(sockdiag::MINI_STATES)?;
+        self.corr.on_mini_poll(now, &mini);
+        Ok(())
+    }
+
     /// One round: read what the kernel traced (waiting up to `timeout_ms`), poll
     /// sock_diag when due, release and print. Returns the clock at the round.
     fn round(
         &mut self,
         instance: &mut Option<Instance>,
         timeout_ms: i32,
-        next_poll: &mut u64,
+        force: bool,
     ) -> anyhow::Result<u64> {
         let poll_ns = self.args.poll_ms.max(1) * 1_000_000;
         // The newest event time read in this round: when we lag behind the kernel,
@@ -315,28 +438,17 @@ impl Watch<'_> {
                     }
                 }
             }
-            None if timeout_ms > 0 => {
-                std::thread::sleep(Duration::from_millis(self.args.poll_ms.clamp(1, 10)))
-            }
+            None if timeout_ms > 0 => std::thread::sleep(Duration::from_millis(timeout_ms as u64)),
             None => {}
         }
         let now = mono_ns();
         let release_at = newest_read.map_or(now, |ts| ts.min(now));
         if instance.is_some() {
-            // A pending CLOSE wants a poll soon, but not every round: under a flood of
-            // connections one dump every MIN_POLL_NS serves them all.
-            let due = now >= *next_poll
-                || (self.corr.needs_mini_poll() && now >= self.last_mini_poll + MIN_POLL_NS);
-            if due {
-                self.last_mini_poll = now;
-                let mini = self.dump(sockdiag::MINI_STATES)?;
-                self.corr.on_mini_poll(now, &mini);
-                *next_poll = now + poll_ns;
-            }
-        } else if now >= *next_poll {
+            self.poll_minis(now, force)?;
+        } else if force || now >= self.next_poll {
             let all = self.dump(sockdiag::ALL_STATES)?;
             self.corr.on_full_poll(now, &all);
-            *next_poll = now + poll_ns;
+            self.next_poll = now + poll_ns;
         }
         let released = self.corr.release(release_at);
         self.emit(released)?;
@@ -347,7 +459,7 @@ impl Watch<'_> {
     fn finish(&mut self, kernel_lost: u64) -> anyhow::Result<()> {
         let rest = self.corr.release_all();
         self.emit(rest)?;
-        let lost = self.corr.lost + kernel_lost;
+        let lost = self.corr.lost.max(kernel_lost);
         if self.args.summary {
             for s in self.dump(sockdiag::ALL_STATES)? {
                 if let Some(st) = TcpState::from_linux(u32::from(s.state)) {
@@ -378,7 +490,25 @@ impl Watch<'_> {
         if !unknown {
             return Ok(());
         }
-        for s in self.dump(sockdiag::ALL_STATES & !sockdiag::MINI_STATES | (1 << 5))? {
+        let wanted: HashSet<Tuple> = released
+            .iter()
+            .filter(|r| r.change.to != TcpState::Closed)
+            .map(|r| (r.change.local, r.change.remote))
+            .filter(|t| !self.owner_of.contains_key(t))
+            .collect();
+        let sockets = if wanted.len() <= LOOKUP_MAX {
+            let mut found = Vec::new();
+            for t in &wanted {
+                found.extend(self.diag.lookup(t.0, t.1).context("sock_diag lookup")?);
+            }
+            found
+        } else {
+            self.dump(sockdiag::ALL_STATES & !sockdiag::MINI_STATES | (1 << 5))?
+        };
+        for s in sockets {
+            if s.inode == 0 {
+                continue;
+            }
             let t = (s.local, s.remote);
             if !self.owner_of.contains_key(&t) {
                 if let Some(o) = self.owners.lookup(s.inode) {

@@ -14,6 +14,48 @@ impl Correlator {
     /// Feeds a poll of the mini-socket states ([`crate::probe::sockdiag::MINI_STATES`]),
     /// already filtered, taken at `now_ns` after every trace line read so far.
     pub fn on_mini_poll(&mut self, now_ns: u64, sockets: &[DiagSocket]) {
+        self.mini_poll(now_ns, sockets, None);
+    }
+
+    /// Feeds the answers of exact lookups ([`crate::probe::sockdiag::SockDiag::lookup`])
+    /// of the tuples in `looked` (see [`Correlator::poll_targets`]), made at `now_ns`:
+    /// only those tuples count as missing when not `found`.
+    pub fn on_lookups(&mut self, now_ns: u64, looked: &HashSet<Tuple>, found: &[DiagSocket]) {
+        self.mini_poll(now_ns, found, Some(looked));
+    }
+
+    /// The tuples a poll must look at now: every socket that waits for a poll to be
+    /// understood (a CLOSE, a peer's FIN), FIN_WAIT2 mini-sockets (the peer's FIN moves
+    /// them), request sockets, TIME_WAIT sockets due to expire or already missed once,
+    /// and all TIME_WAIT sockets while an RST may have killed one. The others (TIME_WAIT
+    /// sockets with time to live) are left to the periodic full dump.
+    /// With `all` false, only the urgent ones (the CLOSEs and FINs), without going
+    /// through every TIME_WAIT socket known.
+    pub fn poll_targets(&self, now_ns: u64, all: bool) -> HashSet<Tuple> {
+        let rst_window = now_ns < self.rst_until;
+        let mut out: HashSet<Tuple> = self.awaiting.keys().copied().collect();
+        out.extend(self.peer_fin.keys().copied());
+        if !all {
+            return out;
+        }
+        out.extend(self.req.keys().copied());
+        out.extend(self.tw.iter().filter_map(|(t, tw)| {
+            let expiry = tw.last_seen_ns + u64::from(tw.expires_ms) * 1_000_000;
+            // A FIN_WAIT2 mini-socket waits for the peer's FIN, maybe for a minute. Its
+            // TIME_WAIT is dated by the new timer, not by the poll, so the look may come
+            // later as it ages: every eighth of its age, at most every second.
+            let fw2_due = tw.substate == TcpState::FinWait2 && {
+                let age = now_ns.saturating_sub(tw.first_seen_ns);
+                now_ns.saturating_sub(tw.last_seen_ns) >= (age / 8).min(1_000_000_000)
+            };
+            let hot = rst_window || fw2_due || tw.misses > 0 || expiry <= now_ns;
+            hot.then_some(*t)
+        }));
+        out
+    }
+
+    fn mini_poll(&mut self, now_ns: u64, sockets: &[DiagSocket], scope: Option<&HashSet<Tuple>>) {
+        let in_scope = |t: &Tuple| scope.is_none_or(|s| s.contains(t));
         let mut seen_tw = HashSet::new();
         let mut seen_req = HashSet::new();
         for s in sockets {
@@ -36,7 +78,7 @@ impl Correlator {
                         },
                     );
                     let mut c = Self::change(
-                        now_ns,
+                        Self::request_began(now_ns, s),
                         t,
                         Some(TcpState::Listen),
                         TcpState::SynRecv,
@@ -52,7 +94,7 @@ impl Correlator {
         // is not atomic (sockets hashed meanwhile can be skipped), so it takes
         // MISSES_FOR_GONE polls in a row to conclude.
         let mut closed = Vec::new();
-        for (t, a) in self.awaiting.iter_mut() {
+        for (t, a) in self.awaiting.iter_mut().filter(|(t, _)| in_scope(t)) {
             a.misses += 1;
             if a.misses >= MISSES_FOR_GONE {
                 closed.push(*t);
@@ -95,7 +137,20 @@ impl Correlator {
             self.push(c);
         }
         let mut gone = Vec::new();
-        for (t, tw) in self.tw.iter_mut() {
+        // Only the tuples looked at: a lookup poll must not cost a walk of every
+        // TIME_WAIT socket known (tens of thousands under churn).
+        let looked: Vec<Tuple> = match scope {
+            Some(s) => s
+                .iter()
+                .filter(|t| self.tw.contains_key(t))
+                .copied()
+                .collect(),
+            None => self.tw.keys().copied().collect(),
+        };
+        for t in &looked {
+            let Some(tw) = self.tw.get_mut(t) else {
+                continue;
+            };
             if seen_tw.contains(t) {
                 tw.misses = 0;
             } else {
@@ -125,7 +180,7 @@ impl Correlator {
             self.push_found(c, now_ns);
         }
         let mut dropped = Vec::new();
-        for (t, r) in self.req.iter_mut() {
+        for (t, r) in self.req.iter_mut().filter(|(t, _)| in_scope(t)) {
             if seen_req.contains(t) {
                 r.missing_polls = 0;
                 continue;
@@ -150,6 +205,24 @@ impl Correlator {
                 self.push(c);
             }
         }
+    }
+
+    /// When a request socket found by a poll at `now_ns` began. Its SYN,ACK timer starts
+    /// at TCP_TIMEOUT_INIT (1 s) and doubles at each retransmission, so after `k` of them
+    /// it expires (2^(k+1) - 1) s after the SYN: the time left dates the SYN to the
+    /// jiffy, however late the poll (below TCP_RTO_MAX, and unless a duplicate SYN made
+    /// an extra SYN,ACK: then the estimate is early, never before the poll's reach).
+    fn request_began(now_ns: u64, s: &DiagSocket) -> u64 {
+        const TIMEOUT_INIT_MS: u64 = 1000;
+        if s.timer != 1 || s.retrans > 5 {
+            return now_ns;
+        }
+        let total_ms = TIMEOUT_INIT_MS * ((2u64 << s.retrans) - 1);
+        let expires_ms = u64::from(s.expires_ms);
+        if expires_ms > total_ms {
+            return now_ns;
+        }
+        now_ns.saturating_sub((total_ms - expires_ms) * 1_000_000)
     }
 
     /// An RST sent to `t` at or after `since`: one addressed to it, else one from the
@@ -194,6 +267,7 @@ impl Correlator {
             .tw
             .get(&t)
             .map(|tw| (tw.substate, tw.last_seen_ns, tw.announced));
+        let first_seen = self.tw.get(&t).map_or(now_ns, |tw| tw.first_seen_ns);
         let awaiting = self.awaiting.remove(&t);
         let mut announced = prev.is_some_and(|p| p.2);
         if sub == TcpState::TimeWait && !announced {
@@ -208,6 +282,7 @@ impl Correlator {
                         a.from != TcpState::FinWait2
                             || (!was_fw2_socket && entered <= a.ts_ns + SAME_MOMENT_NS)
                     });
+                    let mut found_lower = 0;
                     let mut c = match exact {
                         Some(a) => {
                             let mut c =
@@ -222,19 +297,14 @@ impl Correlator {
                                 .as_ref()
                                 .map_or(prev.map_or(0, |p| p.1), |a| a.ts_ns);
                             // The local peer's FIN, if its LAST_ACK is still held here.
-                            let held_fin = self
-                                .pending
-                                .iter()
-                                .find(|(p, _)| {
-                                    p.local == t.1 && p.remote == t.0 && p.to == TcpState::LastAck
-                                })
-                                .map(|(p, _)| p.ts_ns);
+                            let held_fin = self.held_peer_fin(t);
                             let (ts, linux) = match self.peer_fin.remove(&t).or(held_fin) {
                                 Some(fin) => (fin, "the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN"),
                                 None => (entered, "the FIN reached the FIN_WAIT2 mini-socket"),
                             };
                             // Never before what we saw of FIN_WAIT2 (estimates are coarse).
                             let ts = ts.clamp(lower, now_ns.max(lower));
+                            found_lower = lower;
                             let mut c = Self::change(ts, t, Some(from), sub, Source::Sockdiag);
                             c.linux = Some(linux.into());
                             c
@@ -246,6 +316,9 @@ impl Correlator {
                     if exact.is_some() {
                         self.push(c);
                     } else {
+                        if c.from == Some(TcpState::FinWait2) && c.to == TcpState::TimeWait {
+                            self.found_tw.insert(t, (c.ts_ns, found_lower));
+                        }
                         self.push_found(c, now_ns);
                     }
                 }
@@ -264,6 +337,7 @@ impl Correlator {
             t,
             Tw {
                 substate: sub,
+                first_seen_ns: prev.filter(|p| p.0 == sub).map_or(now_ns, |_| first_seen),
                 last_seen_ns: now_ns,
                 expires_ms: s.expires_ms,
                 announced,
@@ -286,6 +360,7 @@ impl Correlator {
                     t,
                     Tw {
                         substate: st,
+                        first_seen_ns: now_ns,
                         last_seen_ns: now_ns,
                         expires_ms: s.expires_ms,
                         announced,

@@ -30,6 +30,7 @@ fn tw(local: &str, remote: &str, state: u8, expires_ms: u32) -> DiagSocket {
         inode: 0,
         timer: 3,
         expires_ms,
+        retrans: 0,
     }
 }
 
@@ -343,6 +344,7 @@ mod half_open {
             inode: 0,
             timer: 1,
             expires_ms: 900,
+            retrans: 0,
         }
     }
 
@@ -372,6 +374,22 @@ mod half_open {
     }
 
     #[test]
+    fn request_socket_dated_by_its_syn_ack_timer() {
+        let mut k = Correlator::new(0);
+        // One SYN,ACK retransmitted: the timer (2 s) ends 3 s after the SYN; 1.5 s left.
+        let mut r = req(C);
+        r.retrans = 1;
+        r.expires_ms = 1500;
+        k.on_mini_poll(10_000 * MS, &[r]);
+        let out = k.release(u64::MAX);
+        assert_eq!(out[0].change.ts_ns, 8_500 * MS);
+        // Before any retransmission: 900 ms left of 1 s.
+        let mut k = Correlator::new(0);
+        k.on_mini_poll(10_000 * MS, &[req(C)]);
+        assert_eq!(k.release(u64::MAX)[0].change.ts_ns, 9_900 * MS);
+    }
+
+    #[test]
     fn dropped_request_socket_closes() {
         let mut k = Correlator::new(0);
         k.on_mini_poll(MS, &[req(C)]);
@@ -395,6 +413,7 @@ mod fallback {
             inode: 1,
             timer: 0,
             expires_ms: 0,
+            retrans: 0,
         }
     }
 
@@ -492,4 +511,55 @@ fn unresolved_syn_sent_leaves_at_exit() {
     let mut k = Correlator::new(MS);
     k.on_trace(set(10, "127.0.0.1:0", S, 7, 2));
     assert_eq!(k.release_all()[0].change.local, a("127.0.0.1:0"));
+}
+
+/// A new connection on the tuple of a TIME_WAIT socket (tcp_tw_reuse): two lives of one
+/// tuple, never mixed.
+mod recycled_tuple {
+    use super::*;
+
+    #[track_caller]
+    fn run(syn_local: &str) {
+        let mut k = Correlator::new(0);
+        k.on_snapshot(MS, &[tw(C, S, 6, 30_000)]);
+        k.on_trace(set(10, syn_local, S, 7, 2));
+        k.on_trace(set(11, C, S, 2, 1));
+        k.on_trace(set(12, C, S, 1, 4));
+        k.on_trace(set(13, C, S, 4, 5));
+        let out = k.release(u64::MAX);
+        assert_seq(
+            &out,
+            C,
+            &[
+                "->TIME_WAIT",
+                "TIME_WAIT>CLOSED",
+                "CLOSED>SYN_SENT",
+                "SYN_SENT>ESTABLISHED",
+                "ESTABLISHED>FIN_WAIT1",
+                "FIN_WAIT1>FIN_WAIT2",
+            ],
+        );
+        let recycled = &out[1].change;
+        assert!(recycled.ts_ns < 10 * MS, "{recycled:?}");
+        assert_eq!(recycled.cookie, Some(99), "the old socket's cookie");
+        // The new socket inherits nothing of the old one.
+        for r in &out[2..] {
+            assert_eq!(r.change.cookie, None, "{r:?}");
+        }
+        assert_eq!(
+            out[3].in_prev_ns,
+            Some(MS),
+            "time in SYN_SENT of the new socket"
+        );
+    }
+
+    #[test]
+    fn connect_from_an_ephemeral_port() {
+        run("127.0.0.1:0");
+    }
+
+    #[test]
+    fn connect_from_a_bound_port() {
+        run(C);
+    }
 }
