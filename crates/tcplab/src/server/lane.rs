@@ -201,10 +201,10 @@ fn converse(
     let log = &shared.config.log;
     let mut session = conn::new_session(shared, peer);
     let idle_timeout = shared.config.idle_timeout;
-    // No clock read per connection (each costs ~0.3 µs on this machine, against ~40 µs
-    // of server CPU for a whole short connection): the time a client has been quiet is
-    // dated from the first read that timed out (it waited [`QUIET`]), and the time it
-    // has been served from its first look at the clock (see [`CLOCK_EVERY`]).
+    // No clock read per connection or per line (the blocking server makes none): the
+    // time a client has been quiet is dated from the first read that timed out (it
+    // waited [`QUIET`]), and the time it has been served from its first look at the
+    // clock (see [`CLOCK_EVERY`]).
     let mut started: Option<Instant> = None;
     let mut reads = 0u32;
     let mut called_for_help = false;
