@@ -45,13 +45,21 @@ pub enum Log {
 
 impl Log {
     /// An event of the connection with `peer`.
+    // (Inlined, as `call`: with `--quiet` the server's hot paths then cost a compare,
+    // not a call with its arguments built.)
+    #[inline]
     pub fn conn(&self, peer: SocketAddr, message: fmt::Arguments<'_>) {
-        self.emit(Some(peer), message);
+        if !matches!(self, Log::Quiet) {
+            self.emit(Some(peer), message);
+        }
     }
 
     /// An event of the server as a whole.
+    #[inline]
     pub fn server(&self, message: fmt::Arguments<'_>) {
-        self.emit(None, message);
+        if !matches!(self, Log::Quiet) {
+            self.emit(None, message);
+        }
     }
 
     fn emit(&self, peer: Option<SocketAddr>, message: fmt::Arguments<'_>) {
@@ -71,11 +79,17 @@ impl Log {
 
     /// A socket call on the connection with `peer`; only kept when collecting (the
     /// stderr log does not show calls).
+    #[inline]
     pub fn call(&self, peer: SocketAddr, call: fmt::Arguments<'_>) {
         if let Log::Collect(records) = self {
-            push(records, Some(peer), RecordKind::Call(call.to_string()));
+            push_call(records, peer, call);
         }
     }
+}
+
+#[inline(never)]
+fn push_call(records: &Collected, peer: SocketAddr, call: fmt::Arguments<'_>) {
+    push(records, Some(peer), RecordKind::Call(call.to_string()));
 }
 
 fn push(records: &Collected, peer: Option<SocketAddr>, kind: RecordKind) {

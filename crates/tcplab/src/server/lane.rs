@@ -57,7 +57,8 @@ const HAND_OVER_AFTER: Duration = Duration::from_millis(50);
 /// listening socket wakes it at once; this is a safety net).
 const HALT_CHECK: Duration = Duration::from_millis(100);
 
-/// Round trips between two looks at the clock for [`QUIET`].
+/// Round trips between two looks at the clock for [`QUIET`]; the first look starts the
+/// clock, so a busy client calls for help after [`QUIET`] plus this many round trips.
 const CLOCK_EVERY: u32 = 64;
 
 /// Bytes taken by one read.
@@ -200,8 +201,11 @@ fn converse(
     let log = &shared.config.log;
     let mut session = conn::new_session(shared, peer);
     let idle_timeout = shared.config.idle_timeout;
-    let mut last_active = Instant::now();
-    let started = Instant::now();
+    // No clock read per connection or per line (the blocking server makes none): the
+    // time a client has been quiet is dated from the first read that timed out (it
+    // waited [`QUIET`]), and the time it has been served from its first look at the
+    // clock (see [`CLOCK_EVERY`]).
+    let mut started: Option<Instant> = None;
     let mut reads = 0u32;
     let mut called_for_help = false;
     let mut quiet_since: Option<Instant> = None;
@@ -253,8 +257,8 @@ fn converse(
                 if shared.closing_now.load(Ordering::Acquire) {
                     continue;
                 }
+                let since = *quiet_since.get_or_insert_with(|| Instant::now() - QUIET);
                 if may_hand_off {
-                    let since = *quiet_since.get_or_insert_with(|| Instant::now() - QUIET);
                     // Every lane busy: clients may be waiting, free this one now.
                     let lanes_full = shared.lane_busy.load(Ordering::Acquire) >= shared.lane_size;
                     if lanes_full || since.elapsed() >= HAND_OVER_AFTER {
@@ -263,7 +267,7 @@ fn converse(
                     }
                     continue;
                 }
-                if idle_timeout.is_some_and(|t| last_active.elapsed() >= t) {
+                if idle_timeout.is_some_and(|t| since.elapsed() >= t) {
                     let _ = stream.write_all(b"idle timeout: closing\n");
                     return Ok(Outcome::Ended(End::Idle));
                 }
@@ -282,15 +286,11 @@ fn converse(
         if may_hand_off
             && !called_for_help
             && reads % CLOCK_EVERY == 0
-            && started.elapsed() >= QUIET
+            && started.get_or_insert_with(Instant::now).elapsed() >= QUIET
         {
             // A long, busy client: if every lane has one, new clients need the async side.
             call_for_help(shared);
             called_for_help = true;
-        }
-        // (Only a lane that keeps its clients needs the time: the others hand over.)
-        if !may_hand_off && idle_timeout.is_some() {
-            last_active = Instant::now();
         }
         let status = session.feed(&buf[..n], out, |event| conn::log_event(log, peer, event));
         if !out.is_empty() {

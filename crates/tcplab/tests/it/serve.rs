@@ -275,6 +275,17 @@ fn an_idle_client_is_closed_after_the_idle_timeout() {
 }
 
 #[test]
+fn a_sequential_server_closes_a_client_idle_since_its_last_line() {
+    // The sequential lane dates the quiet time from its reads that time out, not from
+    // a clock read per line: a client that talked and then went quiet is still closed.
+    let server = Server::start(&["--sequential", "--idle-timeout", "1"]);
+    let mut client = Client::new(server.addr);
+    client.echo("one");
+    assert_eq!(client.expect_eof(), b"idle timeout: closing\n");
+    still_serving(&server);
+}
+
+#[test]
 fn two_hundred_clients_that_connect_and_reset_at_once() {
     let server = Server::start(&["--backlog", "256"]);
     let clients: Vec<TcpStream> = (0..200)
