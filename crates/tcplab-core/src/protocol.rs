@@ -106,6 +106,9 @@ pub struct Session {
     discarding: bool,
     /// `quit` or `shutdown` was seen; all further input is ignored.
     finished: Option<Status>,
+    /// The line that finished the session ended with a `\r` that was the last byte fed:
+    /// its `\n` may still be on the way.
+    finished_on_cr: bool,
 }
 
 impl Session {
@@ -121,7 +124,16 @@ impl Session {
             after_cr: false,
             discarding: false,
             finished: None,
+            finished_on_cr: false,
         }
+    }
+
+    /// True when the session finished (`quit`, `shutdown`) on a line ended by a `\r`
+    /// that was the last byte fed: the peer's `\n` of the same `\r\n` may still arrive.
+    /// A server that closes with it unread makes its kernel send RST instead of FIN, so
+    /// it should read that one byte first (briefly).
+    pub fn awaits_lf(&self) -> bool {
+        self.finished.is_some() && self.finished_on_cr
     }
 
     /// Bytes buffered for an unterminated line (bounded by the line limit).
@@ -164,6 +176,7 @@ impl Session {
             } else if rest.is_some() && self.partial.is_empty() {
                 // Fast path: the whole line is in this read; no copy.
                 if let Some(status) = self.line(body, out, &mut on_event) {
+                    self.finished_on_cr = self.after_cr && rest.is_some_and(<[u8]>::is_empty);
                     return status;
                 }
             } else {
@@ -174,6 +187,7 @@ impl Session {
                     self.partial = line;
                     self.partial.clear();
                     if let Some(status) = status {
+                        self.finished_on_cr = self.after_cr && rest.is_some_and(<[u8]>::is_empty);
                         return status;
                     }
                 }

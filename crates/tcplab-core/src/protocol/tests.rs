@@ -246,3 +246,20 @@ proptest! {
         run(config, &[&data]);
     }
 }
+
+#[test]
+fn a_quit_ended_by_a_last_cr_awaits_its_lf() {
+    let feed = |chunks: &[&[u8]]| {
+        let mut s = Session::new(Config::default());
+        for c in chunks {
+            s.feed(c, &mut Vec::new(), |_| {});
+        }
+        s.awaits_lf()
+    };
+    assert!(feed(&[b"hello\nquit\r"]));
+    assert!(feed(&[b"qu", b"it\r"]));
+    assert!(!feed(&[b"quit\r\n"]));
+    assert!(!feed(&[b"quit\n"]));
+    assert!(!feed(&[b"quit\rmore"]));
+    assert!(!feed(&[b"hello\r"]), "not finished: nothing to await");
+}

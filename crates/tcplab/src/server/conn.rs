@@ -18,13 +18,18 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tcplab_core::protocol::{self, Event, Session, Status};
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::balance::Seat;
 use super::{until_set, Shared};
 use crate::log::{self, Log};
+
+/// How long a server waits for the `\n` of a `quit\r` (or `shutdown\r`) that ended a
+/// read, before closing (see [`Session::awaits_lf`]): a `\r\n` split across segments
+/// arrives within microseconds; a client that ends lines with `\r` alone pays this once.
+pub(crate) const LF_WAIT: Duration = Duration::from_millis(50);
 
 /// How much one read takes from the socket.
 const READ_SIZE: usize = 16 * 1024;
@@ -232,6 +237,11 @@ async fn converse(
         }
         if let Some(unsent) = unsent {
             stream.write_all(&unsent).await?;
+        }
+        if status != Status::Open && session.awaits_lf() {
+            // Read the `\n` of a `quit\r` still on its way: closing with it unread
+            // would make the kernel send RST instead of FIN.
+            let _ = tokio::time::timeout(LF_WAIT, stream.read(&mut [0; 1])).await;
         }
         match status {
             Status::Open => {}

@@ -303,6 +303,12 @@ fn converse(
                 if !out.is_empty() {
                     stream.write_all(out)?;
                 }
+                if session.awaits_lf() {
+                    // Read the `\n` of a `quit\r` still on its way: closing with it
+                    // unread would make the kernel send RST instead of FIN.
+                    let _ = stream.set_read_timeout(Some(conn::LF_WAIT));
+                    let _ = stream.read(&mut [0; 1]);
+                }
                 let end = if status == Status::Quit {
                     End::Quit
                 } else {
