@@ -129,13 +129,30 @@ impl SockDiag {
         out: &mut Vec<DiagSocket>,
     ) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
-        let req = request(family, states, self.seq, &self.bytecode);
+        let (req, seq) = (request(family, states, self.seq, &self.bytecode), self.seq);
+        let mut buf = vec![0u8; 1 << 16];
+        self.exchange(&req, &mut buf, |reply| {
+            match parse_messages(reply, seq, out) {
+                Parsed::More => None,
+                Parsed::Done => Some(Ok(())),
+                Parsed::Error(errno) => Some(Err(io::Error::from_raw_os_error(errno))),
+            }
+        })
+    }
+
+    /// Sends `req`, then hands each datagram of the answer to `on_reply` until it
+    /// returns a result.
+    fn exchange<T>(
+        &mut self,
+        req: &[u8],
+        buf: &mut [u8],
+        mut on_reply: impl FnMut(&[u8]) -> Option<io::Result<T>>,
+    ) -> io::Result<T> {
         // SAFETY: req is a valid buffer of req.len() bytes; fd is a netlink socket.
         let sent = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
-        let mut buf = vec![0u8; 1 << 16];
         loop {
             // SAFETY: buf is valid for buf.len() bytes of writes.
             let n =
@@ -147,10 +164,8 @@ impl SockDiag {
                 }
                 return Err(err);
             }
-            match parse_messages(&buf[..n as usize], self.seq, out) {
-                Parsed::More => continue,
-                Parsed::Done => return Ok(()),
-                Parsed::Error(errno) => return Err(io::Error::from_raw_os_error(errno)),
+            if let Some(result) = on_reply(&buf[..n as usize]) {
+                return result;
             }
         }
     }
@@ -170,37 +185,22 @@ impl SockDiag {
         remote: SocketAddr,
     ) -> io::Result<Option<DiagSocket>> {
         self.seq = self.seq.wrapping_add(1);
-        let req = lookup_request(local, remote, self.seq);
-        // SAFETY: req is a valid buffer of req.len() bytes; fd is a netlink socket.
-        let sent = unsafe { libc::send(self.fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let (req, seq) = (lookup_request(local, remote, self.seq), self.seq);
         let mut buf = [0u8; 4096];
-        loop {
-            // SAFETY: buf is valid for buf.len() bytes of writes.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(err);
-            }
+        self.exchange(&req, &mut buf, |reply| {
             let mut out = Vec::new();
-            match parse_messages(&buf[..n as usize], self.seq, &mut out) {
+            match parse_messages(reply, seq, &mut out) {
                 // Answers of an earlier, abandoned request carry another seq: skip them.
-                Parsed::More if out.is_empty() => continue,
+                Parsed::More if out.is_empty() => return None,
                 Parsed::More | Parsed::Done => {}
-                Parsed::Error(errno) if errno == libc::ENOENT => return Ok(None),
-                Parsed::Error(errno) => return Err(io::Error::from_raw_os_error(errno)),
+                Parsed::Error(errno) if errno == libc::ENOENT => return Some(Ok(None)),
+                Parsed::Error(errno) => return Some(Err(io::Error::from_raw_os_error(errno))),
             }
             // Without an exact match the kernel falls back to a listener on the port.
-            return Ok(out
-                .into_iter()
-                .find(|s| same_addr(s.local, local) && same_addr(s.remote, remote)));
-        }
+            Some(Ok(out.into_iter().find(|s| {
+                same_addr(s.local, local) && same_addr(s.remote, remote)
+            })))
+        })
     }
 }
 
