@@ -394,7 +394,15 @@ fn seeded_loss_drops_the_same_segments_twice() {
     let first = lossy_run(spec);
     let second = lossy_run(spec);
     assert_eq!(first.len(), 2, "{first:?}");
-    assert_eq!(first, second);
+    // The wire's promise is per segment index (the n-th segment of a direction meets
+    // the same fate); which bytes that segment carries is the kernel's timing (a reply
+    // may leave alone or with the ACK of a request), so the relative seq is not compared.
+    let fate = |d: &[Dropped]| -> Vec<(Direction, usize, u16)> {
+        d.iter()
+            .map(|&(dir, n, flags, _, _)| (dir, n, flags))
+            .collect()
+    };
+    assert_eq!(fate(&first), fate(&second), "{first:?} vs {second:?}");
 }
 
 /// Set in the environment of the child that [`a_killed_holder_leaves_nothing_behind`]
