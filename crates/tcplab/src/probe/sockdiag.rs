@@ -37,7 +37,7 @@ pub const ALL_STATES: u32 = 0x1ffe;
 pub const MINI_STATES: u32 = (1 << 6) | (1 << 5) | (1 << 3) | (1 << 12);
 
 /// One socket as sock_diag reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiagSocket {
     /// Linux `TCP_*` state (a timewait socket gives its substate: FIN_WAIT2 or
     /// TIME_WAIT; a request socket gives SYN_RECV).
@@ -115,9 +115,15 @@ impl SockDiag {
 
     /// All TCP sockets (IPv4 and IPv6) whose state is in `states` (`1 << TCP_*` bits).
     pub fn dump(&mut self, states: u32) -> io::Result<Vec<DiagSocket>> {
+        self.dump_families(&[libc::AF_INET as u8, libc::AF_INET6 as u8], states)
+    }
+
+    /// The TCP sockets of these address families (`AF_INET`, `AF_INET6`) whose state is
+    /// in `states`. Each family is one walk of the whole established hash table.
+    pub fn dump_families(&mut self, families: &[u8], states: u32) -> io::Result<Vec<DiagSocket>> {
         let mut out = Vec::new();
-        for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
-            self.dump_family(family, states, &mut out)?;
+        for family in families {
+            self.dump_family(*family, states, &mut out)?;
         }
         Ok(out)
     }

@@ -20,6 +20,7 @@ use std::net::SocketAddr;
 use tcplab_core::event::{Reset, RstDirection, Source, StateChange};
 use tcplab_core::state::{self, LinuxClose, TcpState};
 
+use crate::probe::sockdiag::DiagSocket;
 use crate::probe::tracefs::TraceEvent;
 
 /// (local, remote).
@@ -68,15 +69,25 @@ struct Awaiting {
     misses: u8,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Tw {
     substate: TcpState,
     /// When a poll first showed it in `substate`.
     first_seen_ns: u64,
     last_seen_ns: u64,
-    expires_ms: u32,
+    /// What that last poll showed.
+    seen: DiagSocket,
     /// Whether its TIME_WAIT was reported (or it was in TIME_WAIT at the snapshot).
     announced: bool,
+    /// Whether the tracepoint's CLOSE of its full socket was read (or it was there at
+    /// the snapshot). A poll can find a mini-socket while the trace lines of its
+    /// connection are still unread in the ring (a lagging reader): until they are read,
+    /// the poll only learns, and announces nothing, and a `SYN_SENT` of the same tuple
+    /// read meanwhile is this connection's own, not a new one recycling it.
+    traced: bool,
+    /// Whether a poll ever showed it as a FIN_WAIT2 mini-socket: its TIME_WAIT then
+    /// began when the peer's FIN reached it, not at the CLOSE.
+    was_fw2: bool,
     /// Polls in a row that did not show it.
     misses: u8,
 }
@@ -112,6 +123,10 @@ pub struct Correlator {
     req: HashMap<Tuple, Req>,
     resets: HashMap<Tuple, (u64, Reset)>,
     peer_reason: HashMap<Tuple, (u64, String)>,
+    /// When a child's `LISTEN -> SYN_RECV` was traced, by tuple (kept a second): the
+    /// tracepoint fires just before the child takes its request socket's place in the
+    /// hash table, so a poll read after it can still show that request socket.
+    children: HashMap<Tuple, u64>,
     fallback: HashMap<u64, (Tuple, TcpState)>,
     fallback_misses: HashMap<u64, u8>,
     /// RSTs a listener sent (time, listener address, reason): the tracepoint then names
@@ -142,6 +157,7 @@ impl Correlator {
             req: HashMap::new(),
             resets: HashMap::new(),
             peer_reason: HashMap::new(),
+            children: HashMap::new(),
             fallback: HashMap::new(),
             fallback_misses: HashMap::new(),
             listener_rsts: Vec::new(),
@@ -286,6 +302,7 @@ impl Correlator {
                         r.child_seen = true;
                         return;
                     }
+                    self.children.insert(t, ts_ns);
                     let mut c = Self::change(ts_ns, t, Some(from), to, Source::Tracepoint);
                     c.linux = Some(state::LINUX_CHILD_SYN_RECV.to_string());
                     self.push(c);
@@ -316,6 +333,11 @@ impl Correlator {
                                 misses: 0,
                             },
                         );
+                        // A poll already showed its mini-socket (the reader lags): what
+                        // it saw is understood now, whatever became of it since.
+                        if let Some(tw) = self.tw.get(&t).filter(|tw| !tw.traced).copied() {
+                            self.on_timewait(tw.last_seen_ns, t, tw.substate, &tw.seen);
+                        }
                         return;
                     }
                 }
@@ -440,45 +462,77 @@ impl Correlator {
     /// the SYN_SENT is read with its port (a socket bound before connect()) or when a
     /// later event names the port.
     fn connect_reused_timewait(&mut self, t: Tuple, syn_ts: u64) {
-        if let Some(tw) = self.tw.remove(&t) {
-            self.peer_fin.remove(&t);
-            if tw.substate == TcpState::TimeWait && tw.announced {
-                // Dated just before the new SYN_SENT, in which connect() reused the tuple.
-                let ts = syn_ts.saturating_sub(1);
-                let mut c = Self::change(
-                    ts,
-                    t,
-                    Some(TcpState::TimeWait),
-                    TcpState::Closed,
-                    Source::Tracepoint,
-                );
-                c.linux = Some(
-                    "recycled by a new connect() to the same peer (net.ipv4.tcp_tw_reuse)".into(),
-                );
-                self.push(c);
-            }
-        }
+        self.new_life(
+            t,
+            syn_ts,
+            "recycled by a new connect() to the same peer (net.ipv4.tcp_tw_reuse)",
+        );
     }
 
     /// A SYN to a server-side TIME_WAIT socket may open a new connection on the same
     /// tuple (the timewait socket accepts it and goes, RFC 6191): the child's
     /// `LISTEN -> SYN_RECV` at `ts_ns` ends that TIME_WAIT just before.
     fn syn_reused_timewait(&mut self, t: Tuple, ts_ns: u64) {
-        let Some(tw) = self.tw.remove(&t) else {
-            return;
-        };
+        self.new_life(
+            t,
+            ts_ns,
+            "recycled by a new SYN to the same tuple (RFC 6191)",
+        );
+    }
+
+    /// A new life of tuple `t` begins at `ts_ns`: the TIME_WAIT of the earlier socket,
+    /// if one was there, ends just before (`why`), and nothing learnt about the earlier
+    /// socket (a peer's FIN, a change still to be redated) applies to the new one.
+    fn new_life(&mut self, t: Tuple, ts_ns: u64, why: &str) {
         self.peer_fin.remove(&t);
-        if tw.substate == TcpState::TimeWait && tw.announced {
+        self.found_tw.remove(&t);
+        let end = |from| {
             let mut c = Self::change(
                 ts_ns.saturating_sub(1),
                 t,
-                Some(TcpState::TimeWait),
+                Some(from),
                 TcpState::Closed,
                 Source::Tracepoint,
             );
-            c.linux = Some("recycled by a new SYN to the same tuple (RFC 6191)".into());
+            c.linux = Some(why.to_string());
+            c
+        };
+        if let Some(a) = self.awaiting.remove(&t) {
+            // The earlier socket's CLOSE still waited for a poll (the reader lags): a
+            // timewait socket took over, and was recycled before any poll saw it. Only
+            // a TIME_WAIT one can be: the kernel never reuses a FIN_WAIT2 mini-socket.
+            self.tw.remove(&t);
+            let mut c = Self::change(
+                a.ts_ns,
+                t,
+                Some(a.from),
+                TcpState::TimeWait,
+                Source::Tracepoint,
+            );
+            c.linux = Some(format!(
+                "tracepoint: {} -> CLOSE; a TIME_WAIT mini-socket took over (no poll saw it \
+                 before the next connection recycled it)",
+                a.from
+            ));
             self.push(c);
+            self.push(end(TcpState::TimeWait));
+            return;
         }
+        if let Some(tw) = self.take_earlier_life(t) {
+            if tw.substate == TcpState::TimeWait && tw.announced {
+                self.push(end(TcpState::TimeWait));
+            }
+        }
+    }
+
+    /// Removes and returns the timewait socket of `t` when it belongs to an earlier
+    /// life of the tuple, one whose CLOSE was read. One found by a poll before its
+    /// CLOSE line is read belongs to the connection whose lines are being read now.
+    fn take_earlier_life(&mut self, t: Tuple) -> Option<Tw> {
+        if !self.tw.get(&t)?.traced {
+            return None;
+        }
+        self.tw.remove(&t)
     }
 
     /// Releases, in time order, the changes older than `now_ns - hold`, with RSTs,
@@ -502,6 +556,7 @@ impl Correlator {
         let horizon = now_ns.saturating_sub(RST_MEMORY_NS);
         self.resets.retain(|_, (ts, _)| *ts >= horizon);
         self.peer_reason.retain(|_, (ts, _)| *ts >= horizon);
+        self.children.retain(|_, ts| *ts >= horizon);
         self.listener_rsts.retain(|(ts, _, _)| *ts >= horizon);
         out
     }

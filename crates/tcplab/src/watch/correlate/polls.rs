@@ -40,7 +40,7 @@ impl Correlator {
         }
         out.extend(self.req.keys().copied());
         out.extend(self.tw.iter().filter_map(|(t, tw)| {
-            let expiry = tw.last_seen_ns + u64::from(tw.expires_ms) * 1_000_000;
+            let expiry = tw.last_seen_ns + u64::from(tw.seen.expires_ms) * 1_000_000;
             // A FIN_WAIT2 mini-socket waits for the peer's FIN, maybe for a minute. Its
             // TIME_WAIT is dated by the new timer, not by the poll, so the look may come
             // later as it ages: every eighth of its age, at most every second.
@@ -68,7 +68,9 @@ impl Correlator {
                 self.on_timewait(now_ns, t, st, s);
             } else if st == TcpState::SynRecv {
                 seen_req.insert(t);
-                let known = self.req.contains_key(&t) || self.conns.contains_key(&t);
+                let known = self.req.contains_key(&t)
+                    || self.conns.contains_key(&t)
+                    || self.children.contains_key(&t);
                 if !known {
                     self.req.insert(
                         t,
@@ -153,6 +155,9 @@ impl Correlator {
             };
             if seen_tw.contains(t) {
                 tw.misses = 0;
+            } else if !tw.traced && now_ns.saturating_sub(tw.first_seen_ns) < TIMEWAIT_NS {
+                // Kept until its CLOSE line is read (recycled or killed meanwhile, it
+                // was still there): that line turns what the poll saw into changes.
             } else {
                 tw.misses += 1;
                 if tw.misses >= MISSES_FOR_GONE {
@@ -165,6 +170,10 @@ impl Correlator {
             let Some(tw) = self.tw.remove(&t) else {
                 continue;
             };
+            if !tw.traced {
+                // No CLOSE line for it in a whole TIME_WAIT (events lost): nothing to say.
+                continue;
+            }
             if tw.substate == TcpState::TimeWait && tw.announced {
                 if let Some((rst_ts, reason)) =
                     self.rst_to(t, tw.last_seen_ns.saturating_sub(1_000_000_000))
@@ -173,7 +182,7 @@ impl Correlator {
                     continue;
                 }
             }
-            let expiry = tw.last_seen_ns + u64::from(tw.expires_ms) * 1_000_000;
+            let expiry = tw.last_seen_ns + u64::from(tw.seen.expires_ms) * 1_000_000;
             let ts = expiry.clamp(tw.last_seen_ns, now_ns);
             let mut c = Self::change(ts, t, Some(tw.substate), TcpState::Closed, Source::Sockdiag);
             c.linux = Some("the timewait socket is gone".into());
@@ -260,68 +269,64 @@ impl Correlator {
         c
     }
 
-    fn on_timewait(&mut self, now_ns: u64, t: Tuple, sub: TcpState, s: &DiagSocket) {
+    pub(super) fn on_timewait(&mut self, now_ns: u64, t: Tuple, sub: TcpState, s: &DiagSocket) {
         // TIME_WAIT's timer started at 60 s when the state began.
         let entered = (now_ns + u64::from(s.expires_ms) * 1_000_000).saturating_sub(TIMEWAIT_NS);
-        let prev = self
-            .tw
-            .get(&t)
-            .map(|tw| (tw.substate, tw.last_seen_ns, tw.announced));
-        let first_seen = self.tw.get(&t).map_or(now_ns, |tw| tw.first_seen_ns);
+        let prev = self.tw.get(&t).copied();
         let awaiting = self.awaiting.remove(&t);
-        let mut announced = prev.is_some_and(|p| p.2);
-        if sub == TcpState::TimeWait && !announced {
-            match (&awaiting, prev) {
-                // Neither the tracepoint's CLOSE read yet nor a FIN_WAIT2 seen: wait for
-                // the CLOSE line, which says which state TIME_WAIT followed.
-                (None, None | Some((TcpState::TimeWait, _, _))) => {}
-                (awaiting, prev) => {
-                    let from = awaiting.as_ref().map_or(TcpState::FinWait2, |a| a.from);
-                    let was_fw2_socket = prev.is_some_and(|p| p.0 == TcpState::FinWait2);
-                    let exact = awaiting.as_ref().filter(|a| {
-                        a.from != TcpState::FinWait2
-                            || (!was_fw2_socket && entered <= a.ts_ns + SAME_MOMENT_NS)
-                    });
-                    let mut found_lower = 0;
-                    let mut c = match exact {
-                        Some(a) => {
-                            let mut c =
-                                Self::change(a.ts_ns, t, Some(from), sub, Source::Tracepoint);
-                            c.linux = Some(format!(
-                                "tracepoint: {from} -> CLOSE; a TIME_WAIT mini-socket took over"
-                            ));
-                            c
-                        }
-                        None => {
-                            let lower = awaiting
-                                .as_ref()
-                                .map_or(prev.map_or(0, |p| p.1), |a| a.ts_ns);
-                            // The local peer's FIN, if its LAST_ACK is still held here.
-                            let held_fin = self.held_peer_fin(t);
-                            let (ts, linux) = match self.peer_fin.remove(&t).or(held_fin) {
-                                Some(fin) => (fin, "the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN"),
-                                None => (entered, "the FIN reached the FIN_WAIT2 mini-socket"),
-                            };
-                            // Never before what we saw of FIN_WAIT2 (estimates are coarse).
-                            let ts = ts.clamp(lower, now_ns.max(lower));
-                            found_lower = lower;
-                            let mut c = Self::change(ts, t, Some(from), sub, Source::Sockdiag);
-                            c.linux = Some(linux.into());
-                            c
-                        }
-                    };
-                    c.cookie = Some(s.cookie);
-                    self.peer_fin.remove(&t);
-                    announced = true;
-                    if exact.is_some() {
-                        self.push(c);
-                    } else {
-                        if c.from == Some(TcpState::FinWait2) && c.to == TcpState::TimeWait {
-                            self.found_tw.insert(t, (c.ts_ns, found_lower));
-                        }
-                        self.push_found(c, now_ns);
-                    }
+        let traced = awaiting.is_some() || prev.is_some_and(|p| p.traced);
+        let mut announced = prev.is_some_and(|p| p.announced);
+        // Until the CLOSE line is read, a poll only learns: that line says which state
+        // TIME_WAIT followed, and the lines before it are this connection's.
+        if sub == TcpState::TimeWait && !announced && traced {
+            let from = awaiting.as_ref().map_or(TcpState::FinWait2, |a| a.from);
+            let was_fw2_socket = prev.is_some_and(|p| p.was_fw2);
+            let exact = awaiting.as_ref().filter(|a| {
+                a.from != TcpState::FinWait2
+                    || (!was_fw2_socket && entered <= a.ts_ns + SAME_MOMENT_NS)
+            });
+            let mut found_lower = 0;
+            let mut c = match exact {
+                Some(a) => {
+                    let mut c = Self::change(a.ts_ns, t, Some(from), sub, Source::Tracepoint);
+                    c.linux = Some(format!(
+                        "tracepoint: {from} -> CLOSE; a TIME_WAIT mini-socket took over"
+                    ));
+                    c
                 }
+                None => {
+                    // Not before the CLOSE, nor before the last poll that showed FIN_WAIT2.
+                    let fw2_seen = prev
+                        .filter(|p| p.substate == TcpState::FinWait2)
+                        .map_or(0, |p| p.last_seen_ns);
+                    let lower = awaiting.as_ref().map_or(0, |a| a.ts_ns).max(fw2_seen);
+                    // The local peer's FIN, if its LAST_ACK is still held here.
+                    let held_fin = self.held_peer_fin(t);
+                    let (ts, linux) = match self.peer_fin.remove(&t).or(held_fin) {
+                        Some(fin) => (
+                            fin,
+                            "the FIN reached the FIN_WAIT2 mini-socket; time of the peer's FIN",
+                        ),
+                        None => (entered, "the FIN reached the FIN_WAIT2 mini-socket"),
+                    };
+                    // Never before what we saw of FIN_WAIT2 (estimates are coarse).
+                    let ts = ts.clamp(lower, now_ns.max(lower));
+                    found_lower = lower;
+                    let mut c = Self::change(ts, t, Some(from), sub, Source::Sockdiag);
+                    c.linux = Some(linux.into());
+                    c
+                }
+            };
+            c.cookie = Some(s.cookie);
+            self.peer_fin.remove(&t);
+            announced = true;
+            if exact.is_some() {
+                self.push(c);
+            } else {
+                if c.from == Some(TcpState::FinWait2) && c.to == TcpState::TimeWait {
+                    self.found_tw.insert(t, (c.ts_ns, found_lower));
+                }
+                self.push_found(c, now_ns);
             }
         } else if let Some(a) = &awaiting {
             if sub == TcpState::FinWait2 && a.from != TcpState::FinWait2 {
@@ -337,10 +342,14 @@ impl Correlator {
             t,
             Tw {
                 substate: sub,
-                first_seen_ns: prev.filter(|p| p.0 == sub).map_or(now_ns, |_| first_seen),
+                first_seen_ns: prev
+                    .filter(|p| p.substate == sub)
+                    .map_or(now_ns, |p| p.first_seen_ns),
                 last_seen_ns: now_ns,
-                expires_ms: s.expires_ms,
+                seen: *s,
                 announced,
+                traced,
+                was_fw2: sub == TcpState::FinWait2 || prev.is_some_and(|p| p.was_fw2),
                 misses: 0,
             },
         );
@@ -355,15 +364,16 @@ impl Correlator {
             };
             let t = (s.local, s.remote);
             if s.is_timewait() {
-                let announced = st == TcpState::TimeWait;
                 self.tw.insert(
                     t,
                     Tw {
                         substate: st,
                         first_seen_ns: now_ns,
                         last_seen_ns: now_ns,
-                        expires_ms: s.expires_ms,
-                        announced,
+                        seen: *s,
+                        announced: st == TcpState::TimeWait,
+                        traced: true,
+                        was_fw2: st == TcpState::FinWait2,
                         misses: 0,
                     },
                 );

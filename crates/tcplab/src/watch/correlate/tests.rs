@@ -349,6 +349,19 @@ mod half_open {
     }
 
     #[test]
+    fn request_socket_polled_just_after_its_child_was_traced_is_not_repeated() {
+        // The child's tracepoint fires just before it replaces the request socket in
+        // the hash table: a poll in between still shows the request socket.
+        let mut k = Correlator::new(0);
+        k.on_trace(set(2, S, C, 10, 3));
+        k.on_mini_poll(2 * MS, &[req(C)]);
+        k.on_trace(set(2, S, C, 3, 1));
+        let out = k.release(u64::MAX);
+        assert_seq(&out, S, &["LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED"]);
+        assert_eq!(out[0].change.source, Source::Tracepoint);
+    }
+
+    #[test]
     fn request_socket_reported_once_and_child_not_repeated() {
         let mut k = Correlator::new(0);
         k.on_mini_poll(MS, &[req(C)]);
@@ -561,5 +574,140 @@ mod recycled_tuple {
     #[test]
     fn connect_from_a_bound_port() {
         run(C);
+    }
+}
+
+/// A poll sees a connection's mini-socket while the trace lines of that connection are
+/// still unread in the ring (the reader lags under churn): what the poll saw waits for
+/// those lines, and each change is reported once, in its place.
+mod lagging_reader {
+    use super::*;
+
+    /// The lines of one client connection that closes first, from `t0` ms, with its
+    /// CLOSE at `t0 + 4` ms.
+    fn client_life(k: &mut Correlator, t0: u64) {
+        for ev in [
+            set(t0, "127.0.0.1:0", S, 7, 2),
+            set(t0 + 1, C, S, 2, 1),
+            set(t0 + 2, C, S, 1, 4),
+            set(t0 + 3, C, S, 4, 5),
+            set(t0 + 4, C, S, 5, 7),
+        ] {
+            k.on_trace(ev);
+        }
+    }
+
+    const LIFE: [&str; 5] = [
+        "CLOSED>SYN_SENT",
+        "SYN_SENT>ESTABLISHED",
+        "ESTABLISHED>FIN_WAIT1",
+        "FIN_WAIT1>FIN_WAIT2",
+        "FIN_WAIT2>TIME_WAIT",
+    ];
+
+    #[test]
+    fn mini_socket_polled_before_its_connection_is_read_is_announced_once() {
+        // As seen once in CI: the polls saw the FIN_WAIT2 mini-socket, then its
+        // TIME_WAIT, before the reader got to the connection's SYN_SENT.
+        let mut k = Correlator::new(0);
+        k.on_mini_poll(20 * MS, &[tw(C, S, 5, 59_999)]);
+        k.on_mini_poll(30 * MS, &[tw(C, S, 6, 59_995)]);
+        client_life(&mut k, 10);
+        k.on_mini_poll(40 * MS, &[tw(C, S, 6, 59_985)]);
+        let out = k.release(u64::MAX);
+        assert_seq(&out, C, &LIFE);
+        let tw_at = &out[4].change;
+        // The FIN reached the FIN_WAIT2 mini-socket between the polls (timer: at 25 ms).
+        assert_eq!(tw_at.source, Source::Sockdiag);
+        assert_eq!(tw_at.ts_ns, 25 * MS);
+    }
+
+    #[test]
+    fn time_wait_recycled_before_its_close_line_is_read() {
+        // The poll saw life 1's TIME_WAIT; a new connect() recycled it before the reader
+        // read life 1's lines; the mini-socket was gone from the next polls.
+        let mut k = Correlator::new(0);
+        k.on_mini_poll(20 * MS, &[tw(C, S, 6, 59_994)]);
+        for ms in [30, 40, 50, 60] {
+            k.on_mini_poll(ms * MS, &[]);
+        }
+        client_life(&mut k, 10);
+        k.on_mini_poll(70 * MS, &[]);
+        k.on_trace(set(25, "127.0.0.1:0", S, 7, 2));
+        k.on_trace(set(26, C, S, 2, 1));
+        let out = k.release(u64::MAX);
+        let mut expected = LIFE.to_vec();
+        expected.extend([
+            "TIME_WAIT>CLOSED",
+            "CLOSED>SYN_SENT",
+            "SYN_SENT>ESTABLISHED",
+        ]);
+        assert_seq(&out, C, &expected);
+        assert_eq!(out[4].change.ts_ns, 14 * MS, "TIME_WAIT at life 1's CLOSE");
+        assert!(out[5]
+            .change
+            .linux
+            .as_deref()
+            .unwrap()
+            .contains("tcp_tw_reuse"));
+    }
+
+    #[test]
+    fn time_wait_seen_early_then_gone_for_good() {
+        // Seen before its CLOSE line, then gone (an RST-less end: its timer): once the
+        // line is read, the polls that miss it end it.
+        let mut k = Correlator::new(0);
+        k.on_mini_poll(20 * MS, &[tw(C, S, 6, 59_994)]);
+        k.on_mini_poll(30 * MS, &[]);
+        client_life(&mut k, 10);
+        for ms in [40, 50, 60] {
+            k.on_mini_poll(ms * MS, &[]);
+        }
+        let out = k.release(u64::MAX);
+        let mut expected = LIFE.to_vec();
+        expected.push("TIME_WAIT>CLOSED");
+        assert_seq(&out, C, &expected);
+    }
+
+    #[test]
+    fn close_recycled_before_any_poll() {
+        // Life 1's CLOSE and life 2's connect() read in one go, no poll between: life
+        // 1's TIME_WAIT was recycled unseen (only a TIME_WAIT socket can be).
+        let mut k = Correlator::new(0);
+        client_life(&mut k, 10);
+        k.on_trace(set(25, "127.0.0.1:0", S, 7, 2));
+        k.on_trace(set(26, C, S, 2, 1));
+        assert!(!k.needs_mini_poll(), "nothing left to ask a poll");
+        let out = k.release(u64::MAX);
+        let mut expected = LIFE.to_vec();
+        expected.extend([
+            "TIME_WAIT>CLOSED",
+            "CLOSED>SYN_SENT",
+            "SYN_SENT>ESTABLISHED",
+        ]);
+        assert_seq(&out, C, &expected);
+        assert_eq!(out[4].change.ts_ns, 14 * MS);
+        assert_eq!(out[5].change.ts_ns, 25 * MS - 1);
+    }
+
+    #[test]
+    fn next_lives_fin_does_not_redate_the_earlier_time_wait() {
+        // Life 1's FIN_WAIT2 mini-socket turned TIME_WAIT (found by a poll, held to be
+        // dated by the local peer's FIN); life 2 recycles the tuple, and its server's
+        // LAST_ACK must not redate life 1's TIME_WAIT.
+        let mut k = Correlator::new(2 * MS);
+        client_life(&mut k, 10);
+        k.on_mini_poll(15 * MS, &[tw(C, S, 5, 59_999)]);
+        k.on_mini_poll(22 * MS, &[tw(C, S, 6, 59_995)]);
+        k.on_trace(set(25, "127.0.0.1:0", S, 7, 2));
+        k.on_trace(set(26, C, S, 2, 1));
+        k.on_trace(set(30, S, C, 8, 9));
+        let out = k.release(u64::MAX);
+        let tws: Vec<u64> = out
+            .iter()
+            .filter(|r| r.change.local == a(C) && r.change.to == TcpState::TimeWait)
+            .map(|r| r.change.ts_ns)
+            .collect();
+        assert_eq!(tws, [17 * MS], "life 1's TIME_WAIT, dated by its timer");
     }
 }
