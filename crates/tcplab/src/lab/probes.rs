@@ -312,6 +312,9 @@ fn trace_loop(
                 }
                 let now = clock::mono_ns();
                 let mini = dump_all(&mut diags, sockdiag::MINI_STATES, &ours)?;
+                instance
+                    .catch_up(now, |ev| corr.on_trace(ev))
+                    .context("reading trace_pipe")?;
                 corr.on_mini_poll(now, &mini);
             }
             None => {

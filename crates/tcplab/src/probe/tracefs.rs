@@ -103,6 +103,9 @@ pub struct Instance {
     pipe: Option<fs::File>,
     /// Bytes of a line cut by a read boundary.
     partial: Vec<u8>,
+    /// Whether the last [`Instance::read_lines`] emptied the ring (its last read would
+    /// have blocked), rather than stopping at its bound.
+    drained: bool,
     /// Stale instances removed when this one was created.
     pub removed_stale: Vec<String>,
 }
@@ -123,6 +126,7 @@ impl Instance {
             dir,
             pipe: None,
             partial: Vec::new(),
+            drained: false,
             removed_stale,
         };
         inst.write("trace_clock", "mono")?;
@@ -169,8 +173,10 @@ impl Instance {
     /// (possibly none). EINTR returns early with what is there.
     pub fn read_lines(&mut self, timeout_ms: i32) -> io::Result<Vec<String>> {
         let Some(pipe) = self.pipe.as_mut() else {
+            self.drained = true;
             return Ok(Vec::new());
         };
+        self.drained = false;
         let mut pfd = libc::pollfd {
             fd: std::os::fd::AsRawFd::as_raw_fd(pipe),
             events: libc::POLLIN,
@@ -189,7 +195,10 @@ impl Instance {
         let mut buf = [0u8; 65536];
         loop {
             match pipe.read(&mut buf) {
-                Ok(0) => break,
+                Ok(0) => {
+                    self.drained = true;
+                    break;
+                }
                 Ok(n) => {
                     self.partial.extend_from_slice(&buf[..n]);
                     if self.partial.len() > (1 << 20) {
@@ -197,7 +206,10 @@ impl Instance {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained = true;
+                    break;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => break,
                 Err(e) => return Err(e),
             }
@@ -211,6 +223,32 @@ impl Instance {
             .lines()
             .map(str::to_owned)
             .collect())
+    }
+
+    /// Reads, without waiting, until every event traced up to `until_ns` (trace clock)
+    /// has been read: the ring is empty, or an event newer than that was read (the
+    /// per-CPU buffers are merged in time order). Each event goes to `on_event`.
+    ///
+    /// A sock_diag poll at `until_ns` sees the sockets as they are then; what it saw
+    /// is understood only after the events that led there, which a reader lagging
+    /// behind a busy kernel has not read yet.
+    pub fn catch_up(
+        &mut self,
+        until_ns: u64,
+        mut on_event: impl FnMut(TraceEvent),
+    ) -> io::Result<()> {
+        loop {
+            let mut past = false;
+            for line in self.read_lines(0)? {
+                if let Some(ev) = parse_line(&line) {
+                    past |= ev.ts_ns().is_some_and(|ts| ts > until_ns);
+                    on_event(ev);
+                }
+            }
+            if past || self.drained {
+                return Ok(());
+            }
+        }
     }
 
     /// Events the kernel lost in this instance so far: the sum over CPUs of

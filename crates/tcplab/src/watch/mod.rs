@@ -21,8 +21,16 @@
 //! (every 3 ms), FIN_WAIT2 mini-sockets (less often as they age: their TIME_WAIT is
 //! dated by its timer, not by the poll), TIME_WAIT sockets due to expire, request
 //! sockets, and every TIME_WAIT socket for a second after an RST. Request sockets are
-//! dumped every 500 ms to find half-open connections (dated by their SYN,ACK timer);
-//! a dump replaces the lookups only when it is the cheaper of the two.
+//! dumped every 500 ms to find half-open connections (dated by their SYN,ACK timer),
+//! only in the address families of the listeners on the watched ports (none: no
+//! dump); a dump replaces the lookups only when it is the cheaper of the two.
+//!
+//! # A lagging reader
+//!
+//! Under churn the reader can be seconds behind the kernel, and a poll sees sockets as
+//! they are now: the next life of a recycled tuple, say, whose lines are still unread.
+//! So what a poll saw is applied only after the trace lines up to the poll's time are
+//! read (the ring drained, or an event newer than the poll read).
 
 pub mod correlate;
 pub mod render;
@@ -86,7 +94,8 @@ const MIN_POLL_NS: u64 = 3_000_000;
 /// SYN,ACK cannot be retransmitted (no route back) dies at its first timer, after 1 s:
 /// half that catches every one. A dump walks the whole established hash table whatever
 /// its filter: 2 to 16 ms of kernel time per address family here, depending on load
-/// (dumping every 20 ms took a fifth of a core). Known mini-sockets are looked up.
+/// (dumping every 20 ms took a fifth of a core), so only the families of watched
+/// listeners are dumped. Known mini-sockets are looked up.
 const FULL_DUMP_NS: u64 = 500_000_000;
 /// Request sockets (SYN_RECV and NEW_SYN_RECV).
 const REQUEST_STATES: u32 = (1 << 3) | (1 << 12);
@@ -172,6 +181,17 @@ impl Filter {
             .filter(|s| self.tuple(s.local, s.remote))
             .collect()
     }
+}
+
+/// What a sock_diag poll saw, applied once the trace lines up to it are read.
+enum Seen {
+    /// Exact lookups (or a dump standing for them) of the tuples in `scope`.
+    Lookups {
+        scope: HashSet<Tuple>,
+        found: Vec<DiagSocket>,
+    },
+    /// A dump of every mini-socket.
+    Minis(Vec<DiagSocket>),
 }
 
 /// Everything the loop carries between iterations.
@@ -366,31 +386,56 @@ impl Watch<'_> {
     /// Polls the mini-sockets when due: exact lookups of the tuples that need a look
     /// (cheap), or a dump when there are many of them or the periodic full dump is due.
     /// `force` polls the targets whatever the time (the last rounds before exit).
-    fn poll_minis(&mut self, now: u64, force: bool) -> anyhow::Result<()> {
+    /// Returns what the polls saw at `now`, for [`Watch::round`] to apply once the
+    /// trace lines up to `now` are read.
+    fn poll_minis(&mut self, now: u64, force: bool) -> anyhow::Result<Vec<Seen>> {
+        let mut seen = Vec::new();
         if now >= self.next_full_dump {
             self.next_full_dump = now + FULL_DUMP_NS;
-            let requests = self.corr.request_tuples();
-            let found = self.dump(REQUEST_STATES)?;
-            self.corr.on_lookups(now, &requests, &found);
+            let (v4, v6) = self.request_families();
+            let families: Vec<u8> = [(v4, libc::AF_INET as u8), (v6, libc::AF_INET6 as u8)]
+                .into_iter()
+                .filter_map(|(on, family)| on.then_some(family))
+                .collect();
+            // The request sockets followed in the families dumped: the others are not
+            // looked at (and without a listener there, none can exist).
+            let scope = self
+                .corr
+                .request_tuples()
+                .into_iter()
+                .filter(|t| if t.0.is_ipv4() { v4 } else { v6 })
+                .collect();
+            let found = if families.is_empty() {
+                Vec::new()
+            } else {
+                let all = self
+                    .diag
+                    .dump_families(&families, REQUEST_STATES)
+                    .context("sock_diag dump")?;
+                self.filter.sockets(all)
+            };
+            seen.push(Seen::Lookups { scope, found });
         }
         let poll_ns = self.args.poll_ms.max(1) * 1_000_000;
         let urgent =
             self.corr.needs_mini_poll() && now >= self.last_mini_poll.saturating_add(MIN_POLL_NS);
         let all = force || now >= self.last_target_poll.saturating_add(poll_ns);
         if !(urgent || all) {
-            return Ok(());
+            return Ok(seen);
         }
         if all {
             self.last_target_poll = now;
         }
         let targets = self.corr.poll_targets(now, all);
         if targets.is_empty() {
-            return Ok(());
-        }
-        if targets.len() > LOOKUP_MAX + self.corr.tracked_minis() / 3 {
-            return self.dump_minis(now);
+            return Ok(seen);
         }
         self.last_mini_poll = now;
+        if targets.len() > LOOKUP_MAX + self.corr.tracked_minis() / 3 {
+            self.last_target_poll = now;
+            seen.push(Seen::Minis(self.dump(sockdiag::MINI_STATES)?));
+            return Ok(seen);
+        }
         let mut found = Vec::new();
         for t in &targets {
             // Only what a dump of MINI_STATES would give: full sockets are traced.
@@ -400,16 +445,36 @@ impl Watch<'_> {
                 }
             }
         }
-        self.corr.on_lookups(now, &targets, &found);
-        Ok(())
+        seen.push(Seen::Lookups {
+            scope: targets,
+            found,
+        });
+        Ok(seen)
     }
 
-    fn dump_minis(&mut self, now: u64) -> anyhow::Result<()> {
-        self.last_mini_poll = now;
-        self.last_target_poll = now;
-        let mini = self.dump(sockdiag::MINI_STATES)?;
-        self.corr.on_mini_poll(now, &mini);
-        Ok(())
+    /// Which address families (IPv4, IPv6) can hold request sockets that are watched:
+    /// those of the listeners on the watched ports (on any port when none is given).
+    /// An IPv6 listener also answers IPv4 SYNs (v4-mapped), with IPv4 request sockets.
+    fn request_families(&self) -> (bool, bool) {
+        let ports = &self.filter.ports;
+        let mut families = (false, false);
+        for (t, c) in self.corr.conns() {
+            if c.state != TcpState::Listen || !(ports.is_empty() || ports.contains(&t.0.port())) {
+                continue;
+            }
+            families.0 = true;
+            families.1 |= t.0.is_ipv6();
+        }
+        families
+    }
+
+    /// Takes one traced event; `newest` becomes its time.
+    fn feed(&mut self, ev: TraceEvent, newest: &mut Option<u64>) {
+        self.last_round_read = true;
+        *newest = ev.ts_ns().or(*newest);
+        if self.filter.trace(&ev) {
+            self.corr.on_trace(ev);
+        }
     }
 
     /// One round: read what the kernel traced (waiting up to `timeout_ms`), poll
@@ -426,30 +491,45 @@ impl Watch<'_> {
         // the lines that complete them are read.
         let mut newest_read = None;
         self.last_round_read = false;
-        match instance.as_mut() {
+        let now = match instance.as_mut() {
             Some(inst) => {
                 for line in inst.read_lines(timeout_ms).context("reading trace_pipe")? {
-                    self.last_round_read = true;
                     if let Some(ev) = tracefs::parse_line(&line) {
-                        newest_read = ev.ts_ns().or(newest_read);
-                        if self.filter.trace(&ev) {
-                            self.corr.on_trace(ev);
+                        self.feed(ev, &mut newest_read);
+                    }
+                }
+                let now = mono_ns();
+                let seen = self.poll_minis(now, force)?;
+                if !seen.is_empty() {
+                    // What a poll saw, in its place among the events (a lagging reader
+                    // has not read what led there: the next life of a recycled tuple).
+                    inst.catch_up(now, |ev| self.feed(ev, &mut newest_read))
+                        .context("reading trace_pipe")?;
+                    for s in seen {
+                        match s {
+                            Seen::Lookups { scope, found } => {
+                                self.corr.on_lookups(now, &scope, &found);
+                            }
+                            Seen::Minis(found) => self.corr.on_mini_poll(now, &found),
                         }
                     }
                 }
+                now
             }
-            None if timeout_ms > 0 => std::thread::sleep(Duration::from_millis(timeout_ms as u64)),
-            None => {}
-        }
-        let now = mono_ns();
+            None => {
+                if timeout_ms > 0 {
+                    std::thread::sleep(Duration::from_millis(timeout_ms as u64));
+                }
+                let now = mono_ns();
+                if force || now >= self.next_poll {
+                    let all = self.dump(sockdiag::ALL_STATES)?;
+                    self.corr.on_full_poll(now, &all);
+                    self.next_poll = now + poll_ns;
+                }
+                now
+            }
+        };
         let release_at = newest_read.map_or(now, |ts| ts.min(now));
-        if instance.is_some() {
-            self.poll_minis(now, force)?;
-        } else if force || now >= self.next_poll {
-            let all = self.dump(sockdiag::ALL_STATES)?;
-            self.corr.on_full_poll(now, &all);
-            self.next_poll = now + poll_ns;
-        }
         let released = self.corr.release(release_at);
         self.emit(released)?;
         Ok(now)
