@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Overhead of `tcplab watch` on the traffic it watches (run as root, release build).
 #
-# For each load, alternate runs without and with `tcplab watch --port P` watching the
-# server's port, RUNS times each, and print the medians and the overhead. Loads:
+# For each load, RUNS pairs of runs without and with `tcplab watch --port P` watching
+# the server's port; prints the medians and the median of the pairs' overheads. Loads:
 #   rt:  echo round trips/s over 100 connections (state changes are rare: the cost is
 #        the tracepoint hooks and the sock_diag polls)
 #   cps: connection cycles/s, one at a time (every cycle is ~10 state changes plus a
@@ -49,26 +49,50 @@ run_load() { # mode -> operations per second
         python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ops_per_sec"]))'
 }
 
+# One loaded run under a watcher: appends its ops/s to $out/with and the watcher's CPU
+# (% of one core over the run) to $out/cpu.
+run_watched() {
+    "$BIN" watch --port "$port" >/dev/null 2>"$out/watch.err" &
+    WATCH_PID=$!
+    until grep -q armed "$out/watch.err" 2>/dev/null; do sleep 0.05; done
+    t0=$(date +%s.%N); c0=$(cpu_ticks "$WATCH_PID")
+    run_load "$1" >>"$out/with"
+    c1=$(cpu_ticks "$WATCH_PID"); t1=$(date +%s.%N)
+    awk -v c="$((c1 - c0))" -v hz="$TICK" -v a="$t0" -v b="$t1" \
+        'BEGIN { printf "%.1f\n", c * 100 / hz / (b - a) }' >>"$out/cpu"
+    kill -INT "$WATCH_PID"; wait "$WATCH_PID" || true; WATCH_PID=
+    if grep -q -i lost "$out/watch.err"; then echo "watch reported loss:"; cat "$out/watch.err"; fi
+}
+
+# Paired runs: each pair is one run without and one with a watcher, back to back, in
+# alternating order (ABBA), so that the machine's drift (this VM's throughput moves by
+# 20% over minutes) falls on both sides. The verdict is the median of the pairs'
+# overheads, with the range of the middle half of them.
 for mode in rt cps; do
     : >"$out/without"; : >"$out/with"; : >"$out/cpu"
-    for _ in $(seq "$RUNS"); do
-        run_load "$mode" >>"$out/without"
-        "$BIN" watch --port "$port" >/dev/null 2>"$out/watch.err" &
-        WATCH_PID=$!
-        until grep -q armed "$out/watch.err" 2>/dev/null; do sleep 0.05; done
-        t0=$(date +%s.%N); c0=$(cpu_ticks "$WATCH_PID")
-        run_load "$mode" >>"$out/with"
-        c1=$(cpu_ticks "$WATCH_PID"); t1=$(date +%s.%N)
-        # The watcher's own CPU, in % of one core, over the loaded run.
-        awk -v c="$((c1 - c0))" -v hz="$TICK" -v a="$t0" -v b="$t1" \
-            'BEGIN { printf "%.1f\n", c * 100 / hz / (b - a) }' >>"$out/cpu"
-        kill -INT "$WATCH_PID"; wait "$WATCH_PID" || true; WATCH_PID=
-        if grep -q -i lost "$out/watch.err"; then echo "watch reported loss:"; cat "$out/watch.err"; fi
+    for i in $(seq "$RUNS"); do
+        if [ $((i % 2)) -eq 1 ]; then
+            run_load "$mode" >>"$out/without"; run_watched "$mode"
+        else
+            run_watched "$mode"; run_load "$mode" >>"$out/without"
+        fi
     done
-    without=$(median <"$out/without"); with=$(median <"$out/with"); cpu=$(median <"$out/cpu")
-    awk -v m="$mode" -v a="$without" -v b="$with" -v r="$RUNS" -v c="$cpu" 'BEGIN {
-        printf "%-4s without watch %8d/s   with watch %8d/s   overhead %5.1f%%   watcher CPU %4.1f%% of a core   (median of %d)\n",
-            m, a, b, (a - b) * 100 / a, c, r }'
+    paste "$out/without" "$out/with" | awk -v m="$mode" -v r="$RUNS" -v c="$(median <"$out/cpu")" '
+        { a[NR] = $1; b[NR] = $2; o[NR] = ($1 - $2) * 100 / $1 }
+        function med(x, n,   i, j, t, y) {
+            for (i = 1; i <= n; i++) y[i] = x[i]
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (y[j] < y[i]) { t = y[i]; y[i] = y[j]; y[j] = t }
+            return y[int((n + 1) / 2)]
+        }
+        function q(x, n, f,   i, j, t, y) {
+            for (i = 1; i <= n; i++) y[i] = x[i]
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (y[j] < y[i]) { t = y[i]; y[i] = y[j]; y[j] = t }
+            return y[int(f * (n - 1)) + 1]
+        }
+        END {
+            printf "%-4s without watch %8d/s   with watch %8d/s   overhead %5.1f%% (middle half of pairs %.1f%% to %.1f%%)   watcher CPU %4.1f%% of a core   (%d pairs)\n",
+                m, med(a, NR), med(b, NR), med(o, NR), q(o, NR, 0.25), q(o, NR, 0.75), c, r
+        }'
 done
 
 "$BIN" watch --port "$port" --summary --json >"$out/churn.json" 2>"$out/watch.err" &
