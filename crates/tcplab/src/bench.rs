@@ -95,6 +95,11 @@ pub struct Args {
     /// Threads of the async engine (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
+    /// Also report the rate of every interval of SECS of the measured time, as
+    /// `iperf -i` does: a line each on stderr as it ends (with --json: the `intervals`
+    /// array, each with its end in Unix time to line it up with other events).
+    #[arg(long, value_name = "SECS")]
+    pub interval: Option<f64>,
 }
 
 /// Runs `tcplab bench`.
@@ -184,7 +189,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let live = !args.json && std::io::stderr().is_terminal();
-    watch(&args, &plan, &progress, &handles, start, live);
+    let intervals = watch(&args, &plan, &progress, &handles, start, live);
 
     let mut total = Tally::new();
     for handle in handles {
@@ -193,7 +198,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             .map_err(|_| anyhow::anyhow!("bench: a worker thread panicked"))?;
         total.merge(&tally);
     }
-    let report = Report::new(&args, addr, engine, threads, measure_from, &total);
+    let mut report = Report::new(&args, addr, engine, threads, measure_from, &total);
+    report.intervals = intervals;
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer(&mut out, &report)?;
@@ -296,7 +302,8 @@ fn raise_fd_limit(want: u64) {
 }
 
 /// Waits for the run to end, drawing a progress line on a terminal; in idle mode,
-/// announces when every connection is held and ends the hold after --duration.
+/// announces when every connection is held and ends the hold after --duration. With
+/// --interval, returns the rate of each interval of the measured time.
 fn watch(
     args: &Args,
     plan: &Plan,
@@ -304,24 +311,43 @@ fn watch(
     handles: &[JoinHandle<Tally>],
     start: Instant,
     live: bool,
-) {
+) -> Vec<Interval> {
     let tick = Duration::from_millis(if live { 250 } else { 20 });
+    let sum = |f: fn(&Progress) -> u64| progress.iter().map(|p| f(p)).sum::<u64>();
+    let every = args
+        .interval
+        .filter(|_| args.mode != Mode::Idle)
+        .map(|s| Duration::from_secs_f64(s.max(0.01)));
+    let mut intervals = Vec::new();
+    // (start of the current interval, operations done by then)
+    let mut current: Option<(Instant, u64)> = None;
     let mut hold_until = None;
     while !handles.iter().all(JoinHandle::is_finished) {
         std::thread::sleep(tick);
-        let ops: u64 = progress.iter().map(|p| p.ops.load(Ordering::Relaxed)).sum();
-        let errors: u64 = progress
-            .iter()
-            .map(|p| p.errors.load(Ordering::Relaxed))
-            .sum();
+        let ops = sum(|p| p.ops.load(Ordering::Relaxed));
+        let errors = sum(|p| p.errors.load(Ordering::Relaxed));
+        if let Some(every) = every {
+            let now = Instant::now();
+            match current {
+                None if now >= plan.measure_from => current = Some((now, ops)),
+                Some((since, before)) if now >= since + every => {
+                    let i = Interval::new(since - plan.measure_from, now - since, ops - before);
+                    if !args.json {
+                        // One write, so that the line is never torn by the progress line.
+                        let line = format!("{}\n", i.text(unit(args.mode)));
+                        let _ = std::io::stderr().write_all(line.as_bytes());
+                    }
+                    intervals.push(i);
+                    current = Some((now, ops));
+                }
+                _ => {}
+            }
+        }
         if args.mode == Mode::Idle
             && hold_until.is_none()
             && progress.iter().all(|p| p.settled.load(Ordering::Acquire))
         {
-            let held: u64 = progress
-                .iter()
-                .map(|p| p.held.load(Ordering::Relaxed))
-                .sum();
+            let held = sum(|p| p.held.load(Ordering::Relaxed));
             // The ready signal for scripts: always printed, on stderr.
             // One write, so that a reader never sees half the line.
             let line = format!(
@@ -345,6 +371,46 @@ fn watch(
     }
     if live {
         eprint!("\r\x1b[K");
+    }
+    intervals
+}
+
+/// The operations of one interval of the measured time (`--interval`).
+#[derive(Debug, Serialize)]
+struct Interval {
+    /// Start, seconds after measuring began.
+    start_s: f64,
+    /// Length, seconds (the sampling tick makes it a little over --interval).
+    secs: f64,
+    ops: u64,
+    ops_per_sec: f64,
+    /// When it ended, Unix time (seconds): to line intervals up with other events.
+    end_unix_s: f64,
+}
+
+impl Interval {
+    fn new(start: Duration, len: Duration, ops: u64) -> Interval {
+        let secs = len.as_secs_f64();
+        let end_unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        Interval {
+            start_s: start.as_secs_f64(),
+            secs,
+            ops,
+            ops_per_sec: ops as f64 / secs.max(1e-9),
+            end_unix_s,
+        }
+    }
+
+    fn text(&self, unit: &str) -> String {
+        format!(
+            "tcplab bench: {:6.2}-{:6.2} s  {:>9} {unit}  {:.0}/s",
+            self.start_s,
+            self.start_s + self.secs,
+            self.ops,
+            self.ops_per_sec
+        )
     }
 }
 
@@ -373,6 +439,9 @@ struct Report {
     held: u64,
     latency_ns: Latency,
     errors: Errors,
+    /// With --interval only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    intervals: Vec<Interval>,
 }
 
 #[derive(Debug, Serialize)]
@@ -483,6 +552,7 @@ impl Report {
                 other: e[5],
                 total: e.iter().sum(),
             },
+            intervals: Vec::new(),
         }
     }
 

@@ -125,6 +125,51 @@ fn bench_rt_duration_count_matches_server_count() {
 }
 
 #[test]
+fn bench_intervals_cover_the_measured_time_in_order() {
+    let (addr, counts) = counting_server(false);
+    let addr = addr.to_string();
+    let args = [
+        &addr,
+        "--duration",
+        "1",
+        "--interval",
+        "0.25",
+        "--conns",
+        "2",
+        "--json",
+    ];
+    let out = bench(&args);
+    assert!(out.status.success(), "{out:?}");
+    let report = json(&out);
+    let intervals = report["intervals"].as_array().expect("intervals array");
+    // 0.25 s intervals in 1 s of measuring: the last one may be cut by the end.
+    assert!(intervals.len() >= 3, "{intervals:?}");
+    let mut prev_end = 0.0;
+    let mut sum = 0;
+    for i in intervals {
+        let (start, secs) = (i["start_s"].as_f64().unwrap(), i["secs"].as_f64().unwrap());
+        assert!(secs >= 0.25, "{i}");
+        assert!(start >= prev_end - 1e-9, "intervals overlap: {intervals:?}");
+        prev_end = start + secs;
+        let ops = i["ops"].as_u64().unwrap();
+        assert!(ops > 0, "{i}");
+        let rate = i["ops_per_sec"].as_f64().unwrap();
+        assert!((rate - ops as f64 / secs).abs() < 1.0, "{i}");
+        sum += ops;
+    }
+    let ends: Vec<f64> = intervals
+        .iter()
+        .map(|i| i["end_unix_s"].as_f64().unwrap())
+        .collect();
+    assert!(ends.windows(2).all(|w| w[0] < w[1]), "{ends:?}");
+    // Every round trip counted in an interval reached the server.
+    assert!(sum <= counts.lines.load(Ordering::SeqCst));
+    // Without --interval the report has no intervals.
+    let plain = json(&bench(&[&addr, "--count", "10", "--json"]));
+    assert!(plain.get("intervals").is_none(), "{plain}");
+}
+
+#[test]
 fn bench_rt_async_engine_count_matches_server_count() {
     let (addr, counts) = counting_server(false);
     let addr = addr.to_string();
