@@ -1,34 +1,51 @@
 #!/usr/bin/env bash
 # Overhead of `tcplab watch` on the traffic it watches (run as root, release build).
 #
-# For each load, RUNS pairs of runs without and with `tcplab watch --port P` watching
-# the server's port; prints the medians and the median of the pairs' overheads. Loads:
+# Loads (`tcplab bench` against `tcplab serve`):
 #   rt:  echo round trips/s over 100 connections (state changes are rare: the cost is
 #        the tracepoint hooks and the sock_diag polls)
-#   cps: connection cycles/s, one at a time (every cycle is ~10 state changes plus a
+#   cps: connection cycles/s, one worker (every cycle is ~10 state changes plus a
 #        TIME_WAIT socket: the watcher's worst case)
-# The load is `tcplab bench` (rt over 100 connections; conn mode with 1 worker).
+#
+# Method: this machine's throughput drifts by 20% and more from run to run (a pure CPU
+# loop varies by 10%), far more than the effect measured. So each load is ONE long
+# bench run with per-second rates (`--interval 1`), during which `tcplab watch --port P`
+# is started and stopped in turn: CYCLES times WINDOW seconds without a watcher, then
+# WINDOW seconds with one (timed from its "armed" line). Each second that lies wholly
+# inside a window is that window's; seconds that straddle a start or a stop are
+# dropped. A cycle's overhead compares its watched window with the mean of the
+# unwatched windows on both sides of it, which cancels the drift; the verdict is the
+# median over the cycles, with its 95% confidence interval (bootstrap over the cycles)
+# and the range of the middle half of them. The watcher's own CPU time is measured over
+# its windows. CYCLES (20) and WINDOW (3 s) set the design.
+#
+# MODES (default "rt cps") chooses the loads; CHURN_SECS=0 skips the churn.
+#
 # Then churn: `tcplab bench --mode conn --conns 50` for CHURN_SECS (10) under a watcher
 # with --summary: the events it lost (must be 0) and how far behind it was at the end
 # (seconds from SIGINT to exit, spent reading what the ring still held).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/tcplab}
-RUNS=${RUNS:-5}
-SECS=${SECS:-3}
+CYCLES=${CYCLES:-20}
+WINDOW=${WINDOW:-3}
 CHURN_SECS=${CHURN_SECS:-10}
+MODES=${MODES:-rt cps}
 [ -x "$BIN" ] || cargo build --release -p tcplab >/dev/null
 
 out=$(mktemp -d)
 cleanup() {
     [ -n "${WATCH_PID:-}" ] && kill -INT "$WATCH_PID" 2>/dev/null || true
+    [ -n "${BENCH_PID:-}" ] && kill "$BENCH_PID" 2>/dev/null || true
     [ -n "${SERVE_PID:-}" ] && kill "$SERVE_PID" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$out"
 }
 trap cleanup EXIT
 
-"$BIN" serve --listen 127.0.0.1:0 --quiet >"$out/serve" &
+# A backlog for 100 simultaneous connects: with the default (5), some SYNs are dropped
+# and their connections join the load seconds late.
+"$BIN" serve --listen 127.0.0.1:0 --quiet --backlog 1024 >"$out/serve" &
 SERVE_PID=$!
 until grep -q '^listening on' "$out/serve" 2>/dev/null; do sleep 0.05; done
 addr=$(sed -n 's/^listening on //p' "$out/serve")
@@ -37,64 +54,77 @@ port=${addr##*:}
 # CPU time (utime + stime, clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICK=$(getconf CLK_TCK)
+now() { date +%s.%N; }
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
-run_load() { # mode -> operations per second
-    case $1 in
+for mode in $MODES; do
+    case $mode in
         rt) args=(--mode rt --conns 100) ;;
         cps) args=(--mode conn --conns 1) ;;
     esac
-    "$BIN" bench "127.0.0.1:$port" "${args[@]}" --duration "$SECS" --warmup 0.5 --json |
-        python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ops_per_sec"]))'
-}
-
-# One loaded run under a watcher: appends its ops/s to $out/with and the watcher's CPU
-# (% of one core over the run) to $out/cpu.
-run_watched() {
-    "$BIN" watch --port "$port" >/dev/null 2>"$out/watch.err" &
-    WATCH_PID=$!
-    until grep -q armed "$out/watch.err" 2>/dev/null; do sleep 0.05; done
-    t0=$(date +%s.%N); c0=$(cpu_ticks "$WATCH_PID")
-    run_load "$1" >>"$out/with"
-    c1=$(cpu_ticks "$WATCH_PID"); t1=$(date +%s.%N)
-    awk -v c="$((c1 - c0))" -v hz="$TICK" -v a="$t0" -v b="$t1" \
-        'BEGIN { printf "%.1f\n", c * 100 / hz / (b - a) }' >>"$out/cpu"
-    kill -INT "$WATCH_PID"; wait "$WATCH_PID" || true; WATCH_PID=
-    if grep -q -i lost "$out/watch.err"; then echo "watch reported loss:"; cat "$out/watch.err"; fi
-}
-
-# Paired runs: each pair is one run without and one with a watcher, back to back, in
-# alternating order (ABBA), so that the machine's drift (this VM's throughput moves by
-# 20% over minutes) falls on both sides. The verdict is the median of the pairs'
-# overheads, with the range of the middle half of them.
-for mode in rt cps; do
-    : >"$out/without"; : >"$out/with"; : >"$out/cpu"
-    for i in $(seq "$RUNS"); do
-        if [ $((i % 2)) -eq 1 ]; then
-            run_load "$mode" >>"$out/without"; run_watched "$mode"
-        else
-            run_watched "$mode"; run_load "$mode" >>"$out/without"
-        fi
+    total=$((CYCLES * (2 * WINDOW + 3) + WINDOW + 5))
+    "$BIN" bench "127.0.0.1:$port" "${args[@]}" --duration "$total" --warmup 2 \
+        --interval 1 --json >"$out/bench.json" &
+    BENCH_PID=$!
+    : >"$out/windows"
+    sleep 2
+    for _ in $(seq "$CYCLES"); do
+        t0=$(now); sleep "$WINDOW"; echo "off $t0 $(now)" >>"$out/windows"
+        "$BIN" watch --port "$port" >/dev/null 2>"$out/watch.err" &
+        WATCH_PID=$!
+        until grep -q armed "$out/watch.err" 2>/dev/null; do sleep 0.05; done
+        t0=$(now); c0=$(cpu_ticks "$WATCH_PID")
+        sleep "$WINDOW"
+        c1=$(cpu_ticks "$WATCH_PID"); t1=$(now)
+        echo "on $t0 $t1 $((c1 - c0))" >>"$out/windows"
+        kill -INT "$WATCH_PID"; wait "$WATCH_PID" || true; WATCH_PID=
+        if grep -q -i lost "$out/watch.err"; then echo "watch reported loss:"; cat "$out/watch.err"; fi
     done
-    paste "$out/without" "$out/with" | awk -v m="$mode" -v r="$RUNS" -v c="$(median <"$out/cpu")" '
-        { a[NR] = $1; b[NR] = $2; o[NR] = ($1 - $2) * 100 / $1 }
-        function med(x, n,   i, j, t, y) {
-            for (i = 1; i <= n; i++) y[i] = x[i]
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (y[j] < y[i]) { t = y[i]; y[i] = y[j]; y[j] = t }
-            return y[int((n + 1) / 2)]
-        }
-        function q(x, n, f,   i, j, t, y) {
-            for (i = 1; i <= n; i++) y[i] = x[i]
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (y[j] < y[i]) { t = y[i]; y[i] = y[j]; y[j] = t }
-            return y[int(f * (n - 1)) + 1]
-        }
-        END {
-            printf "%-4s without watch %8d/s   with watch %8d/s   overhead %5.1f%% (middle half of pairs %.1f%% to %.1f%%)   watcher CPU %4.1f%% of a core   (%d pairs)\n",
-                m, med(a, NR), med(b, NR), med(o, NR), q(o, NR, 0.25), q(o, NR, 0.75), c, r
-        }'
+    t0=$(now); sleep "$WINDOW"; echo "off $t0 $(now)" >>"$out/windows"
+    wait "$BENCH_PID" || true; BENCH_PID=
+    python3 - "$mode" "$out/bench.json" "$out/windows" "$TICK" "$WINDOW" <<'PY'
+import json, statistics, sys
+mode, bench, windows, hz, window = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+report = json.load(open(bench))
+wins = []
+for line in open(windows):
+    f = line.split()
+    wins.append((f[0], float(f[1]), float(f[2]), int(f[3]) if len(f) > 3 else 0, []))
+for i in report["intervals"]:
+    end = i["end_unix_s"]
+    start = end - i["secs"]
+    for w in wins:
+        if w[1] <= start and end <= w[2]:
+            w[4].append(i["ops_per_sec"])
+rate = lambda w: statistics.mean(w[4]) if w[4] else None
+cycles = []
+for k, w in enumerate(wins):
+    if w[0] != "on" or k == 0 or k + 1 >= len(wins):
+        continue
+    before, watched, after = rate(wins[k - 1]), rate(w), rate(wins[k + 1])
+    if None in (before, watched, after):
+        continue
+    base = (before + after) / 2
+    cycles.append((base, watched, (base - watched) * 100 / base))
+if not cycles:
+    sys.exit(f"{mode}: no complete cycle (windows too short?)")
+over = sorted(c[2] for c in cycles)
+q = lambda f: over[int(f * (len(over) - 1) + 0.5)]
+# 95% confidence interval of the median overhead: bootstrap over the cycles (seeded).
+import random
+rng = random.Random(1)
+boot = sorted(statistics.median(rng.choices(over, k=len(over))) for _ in range(4000))
+ci = (boot[int(0.025 * len(boot))], boot[int(0.975 * len(boot)) - 1])
+on = [w for w in wins if w[0] == "on"]
+cpu = sum(w[3] for w in on) * 100 / hz / sum(w[2] - w[1] for w in on)
+errors = report["errors"]["total"]
+print("%-4s without watch %8d/s   with watch %8d/s   overhead %5.1f%% (95%% CI %.1f%% to %.1f%%; middle half of cycles %.1f%% to %.1f%%)   watcher CPU %4.1f%% of a core   (%d cycles of %s s without, %s s with%s)"
+      % (mode, statistics.median(c[0] for c in cycles), statistics.median(c[1] for c in cycles),
+         statistics.median(over), ci[0], ci[1], q(0.25), q(0.75), cpu, len(cycles),
+         window, window, f", {errors} bench errors" if errors else ""))
+PY
 done
 
+[ "$CHURN_SECS" = 0 ] && exit 0
 "$BIN" watch --port "$port" --summary --json >"$out/churn.json" 2>"$out/watch.err" &
 WATCH_PID=$!
 until grep -q armed "$out/watch.err" 2>/dev/null; do sleep 0.05; done
