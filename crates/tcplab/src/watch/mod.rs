@@ -455,7 +455,12 @@ impl Watch<'_> {
     /// Which address families (IPv4, IPv6) can hold request sockets that are watched:
     /// those of the listeners on the watched ports (on any port when none is given).
     /// An IPv6 listener also answers IPv4 SYNs (v4-mapped), with IPv4 request sockets.
+    /// With `--host`, both: a listener on a wildcard address is filtered out of what
+    /// the correlator knows, yet its request sockets from that host are watched.
     fn request_families(&self) -> (bool, bool) {
+        if !self.filter.hosts.is_empty() {
+            return (true, true);
+        }
         let ports = &self.filter.ports;
         let mut families = (false, false);
         for (t, c) in self.corr.conns() {

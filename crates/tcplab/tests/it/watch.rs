@@ -492,12 +492,23 @@ fn half_open_syn_recv_from_a_silent_source_is_reported_and_stuck() {
         &["--port", &server.port().to_string(), "--stuck", "1"],
     );
     let spoofed: SocketAddr = "192.0.2.99:40000".parse().unwrap();
+    // Filtered by the peer's address only: the listener is not watched, its request
+    // socket from that peer is.
+    let mut by_host = Watcher::start(
+        &["ip", "netns", "exec", ns.name()],
+        &["--host", &spoofed.ip().to_string()],
+    );
     netns::send_syn(&raw, spoofed, server);
     let v = w.wait_for(Duration::from_secs(10), "SYN_RECV", |v| {
         is(v, server, "SYN_RECV") && v["remote"] == spoofed.to_string()
     });
     assert_eq!(v["from"], "LISTEN");
     assert_eq!(v["source"], "sockdiag");
+    let v = by_host.wait_for(Duration::from_secs(10), "SYN_RECV (--host)", |v| {
+        is(v, server, "SYN_RECV") && v["remote"] == spoofed.to_string()
+    });
+    assert_eq!(v["from"], "LISTEN");
+    by_host.stop();
     let stuck = w.wait_for(Duration::from_secs(10), "stuck SYN_RECV", |v| {
         v["kind"] == "stuck" && v["state"] == "SYN_RECV" && v["remote"] == spoofed.to_string()
     });
