@@ -19,7 +19,7 @@
 # and the range of the middle half of them. The watcher's own CPU time is measured over
 # its windows. CYCLES (20) and WINDOW (3 s) set the design.
 #
-# MODES (default "rt cps") chooses the loads; CHURN_SECS=0 skips the churn.
+# MODES (default "rt cps"; empty: none) chooses the loads; CHURN_SECS=0 skips the churn.
 #
 # Then churn: `tcplab bench --mode conn --conns 50` for CHURN_SECS (10) under a watcher
 # with --summary: the events it lost (must be 0) and how far behind it was at the end
@@ -30,7 +30,7 @@ BIN=${BIN:-target/release/tcplab}
 CYCLES=${CYCLES:-20}
 WINDOW=${WINDOW:-3}
 CHURN_SECS=${CHURN_SECS:-10}
-MODES=${MODES:-rt cps}
+MODES=${MODES-rt cps}
 [ -x "$BIN" ] || cargo build --release -p tcplab >/dev/null
 
 out=$(mktemp -d)

@@ -138,6 +138,8 @@ pub struct Correlator {
     hold_ns: u64,
     /// Until when an RST seen may have killed a TIME_WAIT socket (all are polled fast).
     rst_until: u64,
+    /// When [`Correlator::release`] next forgets old RST facts and children.
+    next_forget: u64,
     /// Events the kernel said it lost (`[LOST n EVENTS]`).
     pub lost: u64,
 }
@@ -164,6 +166,7 @@ impl Correlator {
             peer_fin: HashMap::new(),
             hold_ns,
             rst_until: 0,
+            next_forget: 0,
             lost: 0,
         }
     }
@@ -552,12 +555,17 @@ impl Correlator {
             out.push(entry.remove().0);
         }
         let out = out.into_iter().map(|c| self.finish(c)).collect();
-        // Forget RST facts nobody claimed (e.g. NO_SOCKET answers) after a second.
-        let horizon = now_ns.saturating_sub(RST_MEMORY_NS);
-        self.resets.retain(|_, (ts, _)| *ts >= horizon);
-        self.peer_reason.retain(|_, (ts, _)| *ts >= horizon);
-        self.children.retain(|_, ts| *ts >= horizon);
-        self.listener_rsts.retain(|(ts, _, _)| *ts >= horizon);
+        // Forget RST facts nobody claimed (e.g. NO_SOCKET answers) after a second, and
+        // traced children. Every tenth of a second: under churn these maps hold
+        // thousands, and a release runs hundreds of times a second.
+        if now_ns >= self.next_forget {
+            self.next_forget = now_ns.saturating_add(RST_MEMORY_NS / 10);
+            let horizon = now_ns.saturating_sub(RST_MEMORY_NS);
+            self.resets.retain(|_, (ts, _)| *ts >= horizon);
+            self.peer_reason.retain(|_, (ts, _)| *ts >= horizon);
+            self.children.retain(|_, ts| *ts >= horizon);
+            self.listener_rsts.retain(|(ts, _, _)| *ts >= horizon);
+        }
         out
     }
 

@@ -103,6 +103,8 @@ const REQUEST_STATES: u32 = (1 << 3) | (1 << 12);
 /// than this plus a third of the mini-sockets a dump would return (~3.4 ms for the two
 /// walks plus ~1 µs per socket returned): then one dump is cheaper.
 const LOOKUP_MAX: usize = 1000;
+/// Shortest interval between two dumps made to find the owners of many new sockets.
+const OWNER_DUMP_NS: u64 = 1_000_000_000;
 /// Longest wait for trace lines when nothing is held or due sooner.
 const IDLE_WAIT_MS: u64 = 100;
 
@@ -216,6 +218,8 @@ struct Watch<'a> {
     next_full_dump: u64,
     /// When the next full poll is due (without tracepoints).
     next_poll: u64,
+    /// When a dump may next be made to find owners (see [`Watch::resolve_owners`]).
+    next_owner_dump: u64,
 }
 
 /// Runs `tcplab watch`.
@@ -270,6 +274,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         last_target_poll: 0,
         next_full_dump: 0,
         next_poll: 0,
+        next_owner_dump: 0,
     };
     let snapshot = w.dump(sockdiag::ALL_STATES)?;
     let now = mono_ns();
@@ -588,6 +593,14 @@ impl Watch<'_> {
             }
             found
         } else {
+            // A lagging reader under churn releases thousands at once, most of them
+            // long closed: a dump (a walk of every socket) at most once a second, and
+            // between dumps their owners stay unknown.
+            let now = mono_ns();
+            if now < self.next_owner_dump {
+                return Ok(());
+            }
+            self.next_owner_dump = now + OWNER_DUMP_NS;
             self.dump(sockdiag::ALL_STATES & !sockdiag::MINI_STATES | (1 << 5))?
         };
         for s in sockets {
