@@ -305,8 +305,12 @@ fn trace_loop(
     loop {
         match instance.as_mut() {
             Some(instance) => {
-                for line in instance.read_lines(5).context("reading trace_pipe")? {
-                    if let Some(ev) = tracefs::parse_line(&line) {
+                for line in instance
+                    .read_lines(5)
+                    .context("reading trace_pipe")?
+                    .lines()
+                {
+                    if let Some(ev) = tracefs::parse_line(line) {
                         corr.on_trace(ev);
                     }
                 }

@@ -170,11 +170,12 @@ impl Instance {
     }
 
     /// Waits up to `timeout_ms` for events, then returns the complete lines available
-    /// (possibly none). EINTR returns early with what is there.
-    pub fn read_lines(&mut self, timeout_ms: i32) -> io::Result<Vec<String>> {
+    /// (possibly none), as one text to iterate with `.lines()` (no allocation per
+    /// line). EINTR returns early with what is there.
+    pub fn read_lines(&mut self, timeout_ms: i32) -> io::Result<String> {
         let Some(pipe) = self.pipe.as_mut() else {
             self.drained = true;
-            return Ok(Vec::new());
+            return Ok(String::new());
         };
         self.drained = false;
         let mut pfd = libc::pollfd {
@@ -187,7 +188,7 @@ impl Instance {
         if n < 0 {
             let err = io::Error::last_os_error();
             return if err.kind() == io::ErrorKind::Interrupted {
-                Ok(Vec::new())
+                Ok(String::new())
             } else {
                 Err(err)
             };
@@ -215,14 +216,12 @@ impl Instance {
             }
         }
         let Some(last_nl) = self.partial.iter().rposition(|b| *b == b'\n') else {
-            return Ok(Vec::new());
+            return Ok(String::new());
         };
         let rest = self.partial.split_off(last_nl + 1);
         let complete = std::mem::replace(&mut self.partial, rest);
-        Ok(String::from_utf8_lossy(&complete)
-            .lines()
-            .map(str::to_owned)
-            .collect())
+        Ok(String::from_utf8(complete)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 
     /// Reads, without waiting, until every event traced up to `until_ns` (trace clock)
@@ -239,8 +238,8 @@ impl Instance {
     ) -> io::Result<()> {
         loop {
             let mut past = false;
-            for line in self.read_lines(0)? {
-                if let Some(ev) = parse_line(&line) {
+            for line in self.read_lines(0)?.lines() {
+                if let Some(ev) = parse_line(line) {
                     past |= ev.ts_ns().is_some_and(|ts| ts > until_ns);
                     on_event(ev);
                 }

@@ -503,8 +503,12 @@ impl Watch<'_> {
         self.last_round_read = false;
         let now = match instance.as_mut() {
             Some(inst) => {
-                for line in inst.read_lines(timeout_ms).context("reading trace_pipe")? {
-                    if let Some(ev) = tracefs::parse_line(&line) {
+                for line in inst
+                    .read_lines(timeout_ms)
+                    .context("reading trace_pipe")?
+                    .lines()
+                {
+                    if let Some(ev) = tracefs::parse_line(line) {
                         self.feed(ev, &mut newest_read);
                     }
                 }
