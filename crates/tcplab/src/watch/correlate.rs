@@ -255,6 +255,16 @@ impl Correlator {
         self.held_last_ack.get(&(t.1, t.0)).copied()
     }
 
+    /// `from -> TIME_WAIT` at `ts_ns`, the tracepoint's CLOSE of `t`'s full socket: a
+    /// TIME_WAIT mini-socket took over. `how` adds how we know, when not by a poll.
+    fn handed_to_time_wait(t: Tuple, from: TcpState, ts_ns: u64, how: &str) -> StateChange {
+        let mut c = Self::change(ts_ns, t, Some(from), TcpState::TimeWait, Source::Tracepoint);
+        c.linux = Some(format!(
+            "tracepoint: {from} -> CLOSE; a TIME_WAIT mini-socket took over{how}"
+        ));
+        c
+    }
+
     fn change(
         ts_ns: u64,
         t: Tuple,
@@ -505,19 +515,12 @@ impl Correlator {
             // timewait socket took over, and was recycled before any poll saw it. Only
             // a TIME_WAIT one can be: the kernel never reuses a FIN_WAIT2 mini-socket.
             self.tw.remove(&t);
-            let mut c = Self::change(
-                a.ts_ns,
+            self.push(Self::handed_to_time_wait(
                 t,
-                Some(a.from),
-                TcpState::TimeWait,
-                Source::Tracepoint,
-            );
-            c.linux = Some(format!(
-                "tracepoint: {} -> CLOSE; a TIME_WAIT mini-socket took over (no poll saw it \
-                 before the next connection recycled it)",
-                a.from
+                a.from,
+                a.ts_ns,
+                " (no poll saw it before the next connection recycled it)",
             ));
-            self.push(c);
             self.push(end(TcpState::TimeWait));
             return;
         }

@@ -109,18 +109,7 @@ impl Correlator {
             if let Some((rst_ts, reason)) = self.rst_to(t, a.ts_ns) {
                 // The peer answered this tuple with RST after our CLOSE: only a timewait
                 // socket could have sent what it answered. It existed, and the RST killed it.
-                let mut c = Self::change(
-                    a.ts_ns,
-                    t,
-                    Some(a.from),
-                    TcpState::TimeWait,
-                    Source::Tracepoint,
-                );
-                c.linux = Some(format!(
-                    "tracepoint: {} -> CLOSE; a TIME_WAIT mini-socket took over",
-                    a.from
-                ));
-                self.push(c);
+                self.push(Self::handed_to_time_wait(t, a.from, a.ts_ns, ""));
                 self.push(Self::tw_killed(t, rst_ts, reason));
                 continue;
             }
@@ -287,13 +276,7 @@ impl Correlator {
             });
             let mut found_lower = 0;
             let mut c = match exact {
-                Some(a) => {
-                    let mut c = Self::change(a.ts_ns, t, Some(from), sub, Source::Tracepoint);
-                    c.linux = Some(format!(
-                        "tracepoint: {from} -> CLOSE; a TIME_WAIT mini-socket took over"
-                    ));
-                    c
-                }
+                Some(a) => Self::handed_to_time_wait(t, from, a.ts_ns, ""),
                 None => {
                     // Not before the CLOSE, nor before the last poll that showed FIN_WAIT2.
                     let fw2_seen = prev
