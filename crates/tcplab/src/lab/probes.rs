@@ -29,6 +29,11 @@ use crate::watch::correlate::Correlator;
 const SETTLE: Duration = Duration::from_millis(40);
 /// And at most.
 const SETTLE_LIMIT: Duration = Duration::from_secs(2);
+/// How long [`Probes::finish`] waits, at most, for the closing handshakes in flight
+/// (FIN_WAIT1, CLOSING, LAST_ACK: each one ACK from its end) before it stops the probes.
+const CLOSING_LIMIT: Duration = Duration::from_secs(1);
+/// FIN_WAIT1, LAST_ACK and CLOSING (`1 << TCP_*`).
+const CLOSING_STATES: u32 = (1 << 4) | (1 << 9) | (1 << 11);
 
 /// What a capture thread brings back: the frames as captured.
 #[derive(Debug, Clone)]
@@ -90,6 +95,9 @@ pub struct Probes {
     trace: Option<JoinHandle<anyhow::Result<Traced>>>,
     missing: Vec<String>,
     polls_states: bool,
+    /// sock_diag on each host, and the port: to see closing handshakes still in flight.
+    diags: Vec<SockDiag>,
+    port: u16,
 }
 
 impl Probes {
@@ -136,13 +144,33 @@ impl Probes {
                 "(the client pauses 100 ms between steps so that polls see each state)".into(),
             );
         }
+        let diags = place
+            .hosts()
+            .iter()
+            .filter_map(|&host| {
+                let mut diag = place.run_on(host, SockDiag::open).ok()?.ok()?;
+                diag.filter_ports(&[port]);
+                Some(diag)
+            })
+            .collect();
         Probes {
             stop,
             capture,
             trace,
             missing,
             polls_states,
+            diags,
+            port,
         }
+    }
+
+    /// Whether a socket on the port is one ACK from the end of a close (FIN_WAIT1,
+    /// CLOSING, LAST_ACK). On a loaded machine that ACK can take tens of ms (softirq work
+    /// deferred to ksoftirqd): stopping the probes before it would cut the run short.
+    fn closing_in_flight(&mut self) -> bool {
+        let port = self.port;
+        let ours = |s: &sockdiag::DiagSocket| s.local.port() == port || s.remote.port() == port;
+        dump_all(&mut self.diags, CLOSING_STATES, &ours).is_ok_and(|s| !s.is_empty())
     }
 
     /// True when states come from sock_diag polls (no tracepoints).
@@ -153,6 +181,11 @@ impl Probes {
     /// Stops the probes once the run has settled; returns the segments and state changes
     /// they saw, and one line for everything that could not be seen.
     pub fn finish(&mut self) -> Seen {
+        // Bounded: a close the peer never ACKs (a wire that drops it) may stay.
+        let deadline = std::time::Instant::now() + CLOSING_LIMIT;
+        while self.closing_in_flight() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         self.stop.store(true, Ordering::SeqCst);
         let mut missing = std::mem::take(&mut self.missing);
         let mut segments = Vec::new();
