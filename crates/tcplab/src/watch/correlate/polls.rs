@@ -66,7 +66,10 @@ impl Correlator {
             if s.is_timewait() {
                 seen_tw.insert(t);
                 self.on_timewait(now_ns, t, st, s);
-            } else if st == TcpState::SynRecv {
+            } else if st == TcpState::SynRecv && s.inode == 0 {
+                // A request socket (sock_diag shows it as SYN_RECV, without a file). A
+                // full socket in SYN_RECV with a file is a simultaneous open's, and its
+                // tracepoints tell its story.
                 seen_req.insert(t);
                 let known = self.req.contains_key(&t)
                     || self.conns.contains_key(&t)
@@ -360,7 +363,7 @@ impl Correlator {
                         misses: 0,
                     },
                 );
-            } else if st == TcpState::SynRecv {
+            } else if st == TcpState::SynRecv && s.inode == 0 {
                 self.req.insert(
                     t,
                     Req {

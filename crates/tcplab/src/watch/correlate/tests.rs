@@ -362,6 +362,32 @@ mod half_open {
     }
 
     #[test]
+    fn a_simultaneous_opens_full_syn_recv_socket_is_not_a_request_socket() {
+        // Seen by a poll while its own SYN_SENT -> SYN_RECV is still held: it has a
+        // file (an inode), a request socket has none.
+        let mut k = Correlator::new(5 * MS);
+        k.on_trace(set(1, C, S, 7, 2));
+        k.on_trace(set(2, C, S, 2, 3));
+        let mut full = req(C);
+        (full.local, full.remote, full.inode) = (a(C), a(S), 4242);
+        k.on_mini_poll(3 * MS, &[full]);
+        k.on_trace(set(4, C, S, 3, 1));
+        k.on_mini_poll(5 * MS, &[]);
+        k.on_mini_poll(6 * MS, &[]);
+        k.on_mini_poll(7 * MS, &[]);
+        let out = k.release(u64::MAX);
+        assert_seq(
+            &out,
+            C,
+            &[
+                "CLOSED>SYN_SENT",
+                "SYN_SENT>SYN_RECV",
+                "SYN_RECV>ESTABLISHED",
+            ],
+        );
+    }
+
+    #[test]
     fn request_socket_reported_once_and_child_not_repeated() {
         let mut k = Correlator::new(0);
         k.on_mini_poll(MS, &[req(C)]);
