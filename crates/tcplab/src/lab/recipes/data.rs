@@ -4,7 +4,7 @@
 use std::os::fd::AsRawFd as _;
 use std::time::{Duration, Instant};
 
-use tcplab_core::timeline::{Connection, Item, Role};
+use tcplab_core::timeline::{Connection, Item, Role, SegmentEntry};
 
 use super::{joined, nothing, wait_until, Finding, Outcome, Sock, Stage};
 use crate::lab::run::Host;
@@ -143,26 +143,40 @@ pub fn zero_window(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
 /// Lines the client sends in a burst (the wire loses the second).
 const BURST: usize = 6;
 
-/// Waits until every byte written on `sock` is acknowledged (SIOCOUTQ is 0).
-fn all_acked(sock: &Sock) -> std::io::Result<()> {
+/// The send queue's two counts, read with ioctl.
+#[derive(Clone, Copy)]
+enum Queued {
+    /// Bytes written and not yet acknowledged (SIOCOUTQ).
+    Unacked,
+    /// Bytes written and not yet sent (SIOCOUTQNSD).
+    Unsent,
+}
+
+/// Waits until `sock` has no byte `queued` (at most 5 s).
+fn drained(sock: &Sock, queued: Queued) -> std::io::Result<()> {
     let fd = sock.socket.as_raw_fd();
-    let unacked = || {
+    let request = match queued {
+        Queued::Unacked => libc::TIOCOUTQ,
+        Queued::Unsent => libc::SIOCOUTQNSD,
+    };
+    let count = || {
         let mut n: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ writes one c_int through the pointer, which is valid.
-        let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) };
+        // SAFETY: SIOCOUTQ and SIOCOUTQNSD write one c_int through the pointer, which
+        // is valid.
+        let r = unsafe { libc::ioctl(fd, request as _, &mut n) };
         if r == 0 {
             n
         } else {
             -1
         }
     };
-    if wait_until(Duration::from_secs(5), || unacked() == 0) {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(
-            "the burst was not acknowledged within 5 s",
-        ))
+    if wait_until(Duration::from_secs(5), || count() == 0) {
+        return Ok(());
     }
+    Err(std::io::Error::other(match queued {
+        Queued::Unacked => "what was written was not acknowledged within 5 s",
+        Queued::Unsent => "what was written was not sent within 5 s",
+    }))
 }
 
 /// A burst of six lines of which the wire loses the second: the receiver's duplicate
@@ -186,12 +200,17 @@ pub fn retransmission(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
         Ok(eof.is_empty())
     })?;
     stage.on(Host::Client, move || {
+        // Each line its own segment, as the wire's rules count them: the next write
+        // comes only once the kernel has sent the previous one. Normally it has by the
+        // time write() returns; on a busy machine a segment the kernel could not send at
+        // once would take the next line into it, and the wire would lose other segments.
         for i in 1..=BURST {
             client.write(&line(i))?;
+            drained(&client, Queued::Unsent)?;
         }
-        all_acked(&client)?;
+        drained(&client, Queued::Unacked)?;
         client.write(&line(BURST + 1))?;
-        all_acked(&client)?;
+        drained(&client, Queued::Unacked)?;
         client.close();
         Ok(())
     })?;
@@ -201,8 +220,13 @@ pub fn retransmission(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
 
 /// The retransmission scenario's own checks: each lost data segment, how long until
 /// its retransmission, and whether SACK blocks came in between.
+///
+/// The segments' times are the wire's: it reads each segment after the kernel sent it,
+/// milliseconds later on a busy machine. The retransmission timer starts when the kernel
+/// sends, inside the write() that carried the segment, so the timeout is measured from
+/// that write() (recorded before the call: never too short), not from the wire's copy.
 pub fn verify_retransmission(conn: &Connection) -> Vec<Finding> {
-    let segments: Vec<_> = conn
+    let segments: Vec<&SegmentEntry> = conn
         .entries
         .iter()
         .filter_map(|e| match &e.item {
@@ -210,23 +234,16 @@ pub fn verify_retransmission(conn: &Connection) -> Vec<Finding> {
             _ => None,
         })
         .collect();
-    let lost: Vec<_> = segments
+    let lost: Vec<&SegmentEntry> = segments
         .iter()
+        .copied()
         .filter(|s| s.lost && s.segment.len > 0)
         .collect();
-    let repair = |l: &&&tcplab_core::timeline::SegmentEntry| {
+    let repair = |l: &SegmentEntry| {
         segments
             .iter()
+            .copied()
             .find(|s| s.retransmission && !s.lost && s.segment.seq == l.segment.seq)
-            .map(|s| {
-                let sacks = segments.iter().any(|a| {
-                    a.from == Role::Server
-                        && a.segment.ts_ns > l.segment.ts_ns
-                        && a.segment.ts_ns < s.segment.ts_ns
-                        && a.segment.options.iter().any(|o| o.starts_with("sack "))
-                });
-                (s.segment.ts_ns.saturating_sub(l.segment.ts_ns), sacks)
-            })
     };
     let ms = |ns: u64| format!("{:.1} ms", ns as f64 / 1e6);
     let mut out = vec![Finding::equal(
@@ -236,10 +253,20 @@ pub fn verify_retransmission(conn: &Connection) -> Vec<Finding> {
     )];
     if let Some(first) = lost.first() {
         let seen = match repair(first) {
-            Some((ns, true)) if ns < 200_000_000 => {
-                format!("fast retransmit after SACKs, {}", ms(ns))
+            Some(r) => {
+                let ns = r.segment.ts_ns.saturating_sub(first.segment.ts_ns);
+                let sacks = segments.iter().any(|a| {
+                    a.from == Role::Server
+                        && a.segment.ts_ns > first.segment.ts_ns
+                        && a.segment.ts_ns < r.segment.ts_ns
+                        && a.segment.options.iter().any(|o| o.starts_with("sack "))
+                });
+                if sacks && ns < 200_000_000 {
+                    format!("fast retransmit after SACKs, {}", ms(ns))
+                } else {
+                    format!("retransmitted after {} (SACK seen: {sacks})", ms(ns))
+                }
             }
-            Some((ns, sacks)) => format!("retransmitted after {} (SACK seen: {sacks})", ms(ns)),
             None => "never retransmitted".into(),
         };
         out.push(Finding {
@@ -250,8 +277,26 @@ pub fn verify_retransmission(conn: &Connection) -> Vec<Finding> {
         });
     }
     if let Some(last) = lost.get(1) {
+        let written = conn
+            .entries
+            .iter()
+            .rev()
+            .filter(|e| e.ts_ns <= last.segment.ts_ns)
+            .find_map(|e| match &e.item {
+                Item::Call(c) if c.role == Role::Client && c.call.starts_with("write(") => {
+                    Some(e.ts_ns)
+                }
+                _ => None,
+            })
+            .unwrap_or(last.segment.ts_ns);
         let (seen, ok) = match repair(last) {
-            Some((ns, _)) => (format!("retransmitted after {}", ms(ns)), ns >= 200_000_000),
+            Some(r) => {
+                let ns = r.segment.ts_ns.saturating_sub(written);
+                (
+                    format!("retransmitted {} after the write() that sent it", ms(ns)),
+                    ns >= 200_000_000,
+                )
+            }
             None => ("never retransmitted".into(), false),
         };
         out.push(Finding {
@@ -262,4 +307,107 @@ pub fn verify_retransmission(conn: &Connection) -> Vec<Finding> {
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use tcplab_core::timeline::{CallEntry, Entry, Segment};
+
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([192, 0, 2, 1], port))
+    }
+
+    fn segment(ts_ns: u64, from: Role, seq: u32, len: u32, options: &[&str]) -> SegmentEntry {
+        let (src, dst) = match from {
+            Role::Client => (addr(40000), addr(54321)),
+            Role::Server => (addr(54321), addr(40000)),
+        };
+        SegmentEntry {
+            from,
+            rel_seq: seq,
+            rel_ack: 1,
+            segment: Segment {
+                ts_ns,
+                src,
+                dst,
+                flags: 0x10,
+                seq,
+                ack: 1,
+                window: 64,
+                len,
+                payload: vec![b'x'; len as usize],
+                options: options.iter().map(|o| o.to_string()).collect(),
+            },
+            retransmission: false,
+            lost: false,
+            analysis: None,
+        }
+    }
+
+    /// The run of `retransmission` as the wire sees it: the burst's second segment lost
+    /// and repaired after SACKs, then the lone segment written at 10 ms, read by the wire
+    /// at `wire_ms` and lost, and retransmitted at `retransmit_ms`.
+    fn run(wire_ms: u64, retransmit_ms: u64) -> Connection {
+        let mut entries = Vec::new();
+        let mut seg = |ts_ns, s: SegmentEntry| entries.push((ts_ns, Item::Segment(s)));
+        seg(MS, segment(MS, Role::Client, 1, 7, &[]));
+        let mut lost = segment(MS, Role::Client, 8, 7, &[]);
+        lost.lost = true;
+        seg(MS, lost);
+        seg(MS, segment(MS, Role::Client, 15, 7, &[]));
+        seg(2 * MS, segment(2 * MS, Role::Server, 1, 0, &["sack 15:22"]));
+        let mut repaired = segment(2 * MS + 100_000, Role::Client, 8, 7, &[]);
+        repaired.retransmission = true;
+        seg(2 * MS + 100_000, repaired);
+        let mut lone = segment(wire_ms * MS, Role::Client, 22, 7, &[]);
+        lone.lost = true;
+        let mut again = segment(retransmit_ms * MS, Role::Client, 22, 7, &[]);
+        again.retransmission = true;
+        entries.push((
+            10 * MS,
+            Item::Call(CallEntry {
+                role: Role::Client,
+                addr: addr(40000),
+                call: "write(7)".into(),
+            }),
+        ));
+        entries.push((wire_ms * MS, Item::Segment(lone)));
+        entries.push((retransmit_ms * MS, Item::Segment(again)));
+        entries.sort_by_key(|(ts, _)| *ts);
+        Connection {
+            client: addr(40000),
+            server: addr(54321),
+            entries: entries
+                .into_iter()
+                .map(|(ts_ns, item)| Entry { ts_ns, item })
+                .collect(),
+            kernel: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_timeout_counts_from_the_write_not_from_the_wires_late_copy() {
+        // The wire read the lone segment 8 ms late: its two copies are 197 ms apart on the
+        // wire, but the kernel's timer ran 205 ms from the write().
+        let findings = verify_retransmission(&run(18, 215));
+        assert!(findings.iter().all(|f| f.ok), "{findings:#?}");
+        assert_eq!(
+            findings[2].seen,
+            "retransmitted 205.0 ms after the write() that sent it"
+        );
+        assert_eq!(findings[1].seen, "fast retransmit after SACKs, 1.1 ms");
+    }
+
+    #[test]
+    fn a_retransmission_before_the_timeout_fails() {
+        let findings = verify_retransmission(&run(11, 150));
+        assert!(!findings[2].ok, "{findings:#?}");
+        assert!(findings[..2].iter().all(|f| f.ok), "{findings:#?}");
+    }
 }
