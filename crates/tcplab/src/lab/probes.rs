@@ -106,11 +106,13 @@ impl Probes {
     pub fn start(place: &Place, port: u16) -> Probes {
         let stop = Arc::new(AtomicBool::new(false));
         let mut missing = Vec::new();
-        let capture = match start_capture(place, port, Arc::clone(&stop)) {
-            // Two hosts: the wire sees every segment (lost ones too), no capture needed.
-            _ if matches!(place, Place::TwoHost(_)) => None,
-            Ok(handle) => Some(handle),
-            Err(err) => {
+        // Two hosts: the wire sees every segment (lost ones too), no capture needed.
+        let capture = match (!matches!(place, Place::TwoHost(_)))
+            .then(|| start_capture(place, port, Arc::clone(&stop)))
+        {
+            None => None,
+            Some(Ok(handle)) => Some(handle),
+            Some(Err(err)) => {
                 missing.push(format!(
                     "segments: no packet capture ({err:#}); it needs CAP_NET_RAW: run as root \
                      or `setcap cap_net_raw+ep` the binary"
