@@ -22,7 +22,7 @@ use crate::clock;
 use crate::probe::capture::Capture;
 use crate::probe::sockdiag::{self, SockDiag};
 use crate::probe::tracefs::{self, Instance};
-use crate::watch::correlate::Correlator;
+use crate::watch::correlate::{Correlator, PollSpan};
 
 /// How long the probes keep reading after the run ended, at least: the correlator holds
 /// changes a few ms for lines that complete them, and sock_diag confirms TIME_WAIT.
@@ -349,12 +349,18 @@ fn trace_loop(
                         corr.on_trace(ev);
                     }
                 }
-                let now = clock::mono_ns();
+                // What the poll saw, after every line up to its end: those lines led
+                // there (a socket may change while the dump walks).
+                let start_ns = clock::mono_ns();
                 let mini = dump_all(&mut diags, sockdiag::MINI_STATES, &ours)?;
+                let span = PollSpan {
+                    start_ns,
+                    end_ns: clock::mono_ns(),
+                };
                 instance
-                    .catch_up(now, |ev| corr.on_trace(ev))
+                    .catch_up(span.end_ns, |ev| corr.on_trace(ev))
                     .context("reading trace_pipe")?;
-                corr.on_mini_poll(now, &mini);
+                corr.on_mini_poll(span, &mini);
             }
             None => {
                 // Poll as often as a dump allows: every state that lasts longer than a

@@ -88,6 +88,9 @@ struct Tw {
     /// Whether a poll ever showed it as a FIN_WAIT2 mini-socket: its TIME_WAIT then
     /// began when the peer's FIN reached it, not at the CLOSE.
     was_fw2: bool,
+    /// When the tracepoint's CLOSE handed its full socket over, if read: nothing of the
+    /// mini-socket began before.
+    handed_ns: Option<u64>,
     /// Polls in a row that did not show it.
     misses: u8,
 }
@@ -349,7 +352,7 @@ impl Correlator {
                         // A poll already showed its mini-socket (the reader lags): what
                         // it saw is understood now, whatever became of it since.
                         if let Some(tw) = self.tw.get(&t).filter(|tw| !tw.traced).copied() {
-                            self.on_timewait(tw.last_seen_ns, t, tw.substate, &tw.seen);
+                            self.on_timewait(tw.last_seen_ns.into(), t, tw.substate, &tw.seen);
                         }
                         return;
                     }
@@ -651,5 +654,6 @@ impl Correlator {
 }
 
 mod polls;
+pub use polls::PollSpan;
 #[cfg(test)]
 mod tests;

@@ -47,7 +47,7 @@ use tcplab_core::state::TcpState;
 
 use crate::probe::sockdiag::{self, DiagSocket, Owner, Owners, SockDiag};
 use crate::probe::tracefs::{self, Instance, TraceEvent};
-use correlate::{Correlator, Released, Tuple};
+use correlate::{Correlator, PollSpan, Released, Tuple};
 use render::{Stuck, Summary};
 
 /// Arguments of `tcplab watch`.
@@ -515,16 +515,22 @@ impl Watch<'_> {
                 let now = mono_ns();
                 let seen = self.poll_minis(now, force)?;
                 if !seen.is_empty() {
-                    // What a poll saw, in its place among the events (a lagging reader
-                    // has not read what led there: the next life of a recycled tuple).
-                    inst.catch_up(now, |ev| self.feed(ev, &mut newest_read))
+                    // What a poll saw, in its place among the events: after every line
+                    // up to the poll's end (a lagging reader has not read what led
+                    // there, like the next life of a recycled tuple; and a socket the
+                    // poll saw may have changed after the poll began).
+                    let span = PollSpan {
+                        start_ns: now,
+                        end_ns: mono_ns(),
+                    };
+                    inst.catch_up(span.end_ns, |ev| self.feed(ev, &mut newest_read))
                         .context("reading trace_pipe")?;
                     for s in seen {
                         match s {
                             Seen::Lookups { scope, found } => {
-                                self.corr.on_lookups(now, &scope, &found);
+                                self.corr.on_lookups(span, &scope, &found);
                             }
-                            Seen::Minis(found) => self.corr.on_mini_poll(now, &found),
+                            Seen::Minis(found) => self.corr.on_mini_poll(span, &found),
                         }
                     }
                 }

@@ -10,18 +10,41 @@ use tcplab_core::state::TcpState;
 use super::{Correlator, Req, Tuple, Tw, MISSES_FOR_GONE, SAME_MOMENT_NS, TIMEWAIT_NS};
 use crate::probe::sockdiag::DiagSocket;
 
+/// When a poll looked. A dump is not atomic: what it shows was so at some moment
+/// between `start_ns` and `end_ns`. So a state it shows began before the end and lasted
+/// at least until the start: lower bounds take the start, upper bounds the end. Feed a
+/// poll only after every trace line up to its end is read
+/// ([`crate::probe::tracefs::Instance::catch_up`]): those lines led to what it saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollSpan {
+    /// When the poll began (CLOCK_MONOTONIC ns).
+    pub start_ns: u64,
+    /// When its answer was complete.
+    pub end_ns: u64,
+}
+
+impl From<u64> for PollSpan {
+    /// A poll at one instant (a poll's answer taken again, and tests).
+    fn from(ns: u64) -> Self {
+        PollSpan {
+            start_ns: ns,
+            end_ns: ns,
+        }
+    }
+}
+
 impl Correlator {
     /// Feeds a poll of the mini-socket states ([`crate::probe::sockdiag::MINI_STATES`]),
-    /// already filtered, taken at `now_ns` after every trace line read so far.
-    pub fn on_mini_poll(&mut self, now_ns: u64, sockets: &[DiagSocket]) {
-        self.mini_poll(now_ns, sockets, None);
+    /// already filtered, made during `span`.
+    pub fn on_mini_poll(&mut self, span: impl Into<PollSpan>, sockets: &[DiagSocket]) {
+        self.mini_poll(span.into(), sockets, None);
     }
 
     /// Feeds the answers of exact lookups ([`crate::probe::sockdiag::SockDiag::lookup`])
-    /// of the tuples in `looked` (see [`Correlator::poll_targets`]), made at `now_ns`:
+    /// of the tuples in `looked` (see [`Correlator::poll_targets`]), made during `span`:
     /// only those tuples count as missing when not `found`.
-    pub fn on_lookups(&mut self, now_ns: u64, looked: &HashSet<Tuple>, found: &[DiagSocket]) {
-        self.mini_poll(now_ns, found, Some(looked));
+    pub fn on_lookups(&mut self, span: PollSpan, looked: &HashSet<Tuple>, found: &[DiagSocket]) {
+        self.mini_poll(span, found, Some(looked));
     }
 
     /// The tuples a poll must look at now: every socket that waits for a poll to be
@@ -54,7 +77,14 @@ impl Correlator {
         out
     }
 
-    fn mini_poll(&mut self, now_ns: u64, sockets: &[DiagSocket], scope: Option<&HashSet<Tuple>>) {
+    fn mini_poll(
+        &mut self,
+        span: PollSpan,
+        sockets: &[DiagSocket],
+        scope: Option<&HashSet<Tuple>>,
+    ) {
+        // What is concluded from this poll is dated no later than its end.
+        let now_ns = span.end_ns;
         let in_scope = |t: &Tuple| scope.is_none_or(|s| s.contains(t));
         let mut seen_tw = HashSet::new();
         let mut seen_req = HashSet::new();
@@ -65,7 +95,7 @@ impl Correlator {
             };
             if s.is_timewait() {
                 seen_tw.insert(t);
-                self.on_timewait(now_ns, t, st, s);
+                self.on_timewait(span, t, st, s);
             } else if st == TcpState::SynRecv && s.inode == 0 {
                 // A request socket (sock_diag shows it as SYN_RECV, without a file). A
                 // full socket in SYN_RECV with a file is a simultaneous open's, and its
@@ -261,12 +291,17 @@ impl Correlator {
         c
     }
 
-    pub(super) fn on_timewait(&mut self, now_ns: u64, t: Tuple, sub: TcpState, s: &DiagSocket) {
+    pub(super) fn on_timewait(&mut self, span: PollSpan, t: Tuple, sub: TcpState, s: &DiagSocket) {
+        let now_ns = span.end_ns;
         // TIME_WAIT's timer started at 60 s when the state began.
         let entered = (now_ns + u64::from(s.expires_ms) * 1_000_000).saturating_sub(TIMEWAIT_NS);
         let prev = self.tw.get(&t).copied();
         let awaiting = self.awaiting.remove(&t);
         let traced = awaiting.is_some() || prev.is_some_and(|p| p.traced);
+        let handed_ns = awaiting
+            .as_ref()
+            .map(|a| a.ts_ns)
+            .or(prev.and_then(|p| p.handed_ns));
         let mut announced = prev.is_some_and(|p| p.announced);
         // Until the CLOSE line is read, a poll only learns: that line says which state
         // TIME_WAIT followed, and the lines before it are this connection's.
@@ -285,7 +320,7 @@ impl Correlator {
                     let fw2_seen = prev
                         .filter(|p| p.substate == TcpState::FinWait2)
                         .map_or(0, |p| p.last_seen_ns);
-                    let lower = awaiting.as_ref().map_or(0, |a| a.ts_ns).max(fw2_seen);
+                    let lower = handed_ns.unwrap_or(0).max(fw2_seen);
                     // The local peer's FIN, if its LAST_ACK is still held here.
                     let held_fin = self.held_peer_fin(t);
                     let (ts, linux) = match self.peer_fin.remove(&t).or(held_fin) {
@@ -328,14 +363,17 @@ impl Correlator {
             t,
             Tw {
                 substate: sub,
+                // Seen in `sub` no later than the poll's start: the lower bound of what
+                // follows (a TIME_WAIT after this FIN_WAIT2).
                 first_seen_ns: prev
                     .filter(|p| p.substate == sub)
-                    .map_or(now_ns, |p| p.first_seen_ns),
-                last_seen_ns: now_ns,
+                    .map_or(span.start_ns, |p| p.first_seen_ns),
+                last_seen_ns: span.start_ns,
                 seen: *s,
                 announced,
                 traced,
                 was_fw2: sub == TcpState::FinWait2 || prev.is_some_and(|p| p.was_fw2),
+                handed_ns,
                 misses: 0,
             },
         );
@@ -360,6 +398,7 @@ impl Correlator {
                         announced: st == TcpState::TimeWait,
                         traced: true,
                         was_fw2: st == TcpState::FinWait2,
+                        handed_ns: None,
                         misses: 0,
                     },
                 );
