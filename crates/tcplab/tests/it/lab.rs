@@ -164,13 +164,14 @@ fn every_experiment_repeats_exactly_five_times_in_a_row() {
         let mut first: Option<(Vec<String>, Vec<String>)> = None;
         for run in 0..5 {
             let out = lab(&[name, "--json", "--check"]);
+            let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             assert_eq!(
                 out.status.code(),
                 Some(0),
-                "{name} run {run}:\n{}",
-                String::from_utf8_lossy(&out.stderr)
+                "{name} run {run}:\n{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                brief(&doc["connections"][0])
             );
-            let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
             let conn = &doc["connections"][0];
             // The segments fit the experiment's pattern (--check passed); the paths
             // are the same every time.
@@ -262,6 +263,56 @@ fn significant_flags(conn: &Value) -> Vec<String> {
         })
         .map(|s| tcpdump_flags(s["segment"]["flags"].as_u64().unwrap()))
         .collect()
+}
+
+/// The timeline in a line per entry (ms from the first), to see what a failed run did.
+fn brief(conn: &Value) -> String {
+    let entries = conn["entries"].as_array().cloned().unwrap_or_default();
+    let t0 = entries
+        .first()
+        .and_then(|e| e["ts_ns"].as_u64())
+        .unwrap_or(0);
+    let mut out = String::new();
+    for e in &entries {
+        let ms = e["ts_ns"].as_u64().unwrap_or(0).saturating_sub(t0) as f64 / 1e6;
+        let what = match e["type"].as_str() {
+            Some("segment") => {
+                let s = &e["segment"];
+                format!(
+                    "{} {} seq {} ack {} len {}{}{}",
+                    e["from"].as_str().unwrap_or("?"),
+                    tcpdump_flags(s["flags"].as_u64().unwrap_or(0)),
+                    e["rel_seq"],
+                    e["rel_ack"],
+                    s["len"],
+                    if e["lost"] == true { " LOST" } else { "" },
+                    if e["retransmission"] == true {
+                        " RETRANSMISSION"
+                    } else {
+                        ""
+                    },
+                )
+            }
+            Some("state") => format!(
+                "{} {} -> {}{}",
+                e["role"].as_str().unwrap_or("?"),
+                e["from"].as_str().unwrap_or("?"),
+                e["to"].as_str().unwrap_or("?"),
+                if e["poll_resolution"] == true {
+                    " (poll)"
+                } else {
+                    ""
+                },
+            ),
+            _ => format!(
+                "{} {}",
+                e["role"].as_str().unwrap_or("?"),
+                e["call"].as_str().unwrap_or("?")
+            ),
+        };
+        out.push_str(&format!("{ms:10.3} ms  {what}\n"));
+    }
+    out
 }
 
 fn segments(conn: &Value) -> Vec<&Value> {
