@@ -90,9 +90,13 @@ pub fn time_wait_rebind(stage: &Stage<'_>) -> anyhow::Result<Outcome> {
     let listening = stage.listen(5)?;
     let client = stage.connect(nothing)?;
     let client_addr = client.local()?;
-    let client = stage.spawn_waiting(Host::Client, move || {
-        close_after_eof(client, Duration::ZERO)
-    })?;
+    // The client closes 250 ms after the EOF, as in `server_close`. At once, its FIN
+    // would follow its ACK of the server's FIN by microseconds, and the two, sent from
+    // two CPUs, race on lo: seen in CI, the FIN overtook the ACK, or reached the server's
+    // socket while the ACK was turning it into a FIN_WAIT2 mini-socket and was dropped
+    // (retransmitted after the RTO).
+    let client =
+        stage.spawn_waiting(Host::Client, move || close_after_eof(client, PASSIVE_WAIT))?;
     stage.on(Host::Server, move || {
         let accepted = listening.accept()?;
         accepted.close();
