@@ -740,30 +740,32 @@ mod lagging_reader {
 mod poll_spans {
     use super::*;
 
-    #[test]
-    fn time_wait_after_a_fin_wait2_poll_is_never_before_the_close() {
-        // As seen in the lab (time-wait-rebind): the server closes first; the poll that
-        // showed its FIN_WAIT2 mini-socket began (23 ms) before the CLOSE that made it
-        // (24 ms), and the TIME_WAIT timer, read in jiffies, dates the peer's FIN a
-        // little early (23 ms). TIME_WAIT came after FIN_WAIT2, not before it.
+    fn span(start_ms: u64, end_ms: u64) -> PollSpan {
+        PollSpan {
+            start_ns: start_ms * MS,
+            end_ns: end_ms * MS,
+        }
+    }
+
+    /// The server closes first at 21 ms; the client's ACK of its FIN comes at `acked`
+    /// ms, and the full socket hands over to a FIN_WAIT2 mini-socket.
+    fn server_closed(acked: u64) -> Correlator {
         let mut k = Correlator::new(2 * MS);
         k.on_trace(set(21, S, C, 1, 4));
-        k.on_trace(set(24, S, C, 4, 5));
-        k.on_trace(set(24, S, C, 5, 7));
-        k.on_mini_poll(
-            PollSpan {
-                start_ns: 23 * MS,
-                end_ns: 25 * MS,
-            },
-            &[tw(S, C, 5, 59_999)],
-        );
-        k.on_mini_poll(
-            PollSpan {
-                start_ns: 27 * MS,
-                end_ns: 29 * MS,
-            },
-            &[tw(S, C, 6, 59_994)],
-        );
+        k.on_trace(set(acked, S, C, 4, 5));
+        k.on_trace(set(acked, S, C, 5, 7));
+        k
+    }
+
+    #[test]
+    fn time_wait_after_a_fin_wait2_poll_is_never_before_the_close() {
+        // As seen in the lab (time-wait-rebind): the poll that showed the FIN_WAIT2
+        // mini-socket began (23 ms) before the CLOSE that made it (24 ms), and the
+        // TIME_WAIT timer, read in jiffies, dates the peer's FIN a little early (23 ms).
+        // TIME_WAIT came after FIN_WAIT2, not before it.
+        let mut k = server_closed(24);
+        k.on_mini_poll(span(23, 25), &[tw(S, C, 5, 59_999)]);
+        k.on_mini_poll(span(27, 29), &[tw(S, C, 6, 59_994)]);
         let out = k.release(u64::MAX);
         assert_seq(
             &out,
@@ -781,18 +783,9 @@ mod poll_spans {
     fn time_wait_found_by_a_poll_is_dated_no_later_than_its_end() {
         // The peer's FIN came while the poll walked (timer: 28 ms); the poll began at
         // 27 ms, so only its end bounds that time.
-        let mut k = Correlator::new(2 * MS);
-        k.on_trace(set(21, S, C, 1, 4));
-        k.on_trace(set(22, S, C, 4, 5));
-        k.on_trace(set(22, S, C, 5, 7));
+        let mut k = server_closed(22);
         k.on_mini_poll(23 * MS, &[tw(S, C, 5, 59_999)]);
-        k.on_mini_poll(
-            PollSpan {
-                start_ns: 27 * MS,
-                end_ns: 29 * MS,
-            },
-            &[tw(S, C, 6, 59_999)],
-        );
+        k.on_mini_poll(span(27, 29), &[tw(S, C, 6, 59_999)]);
         let out = k.release(u64::MAX);
         assert_eq!(out[2].change.to, TcpState::TimeWait);
         assert_eq!(out[2].change.ts_ns, 28 * MS);
