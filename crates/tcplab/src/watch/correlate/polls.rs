@@ -363,8 +363,8 @@ impl Correlator {
             t,
             Tw {
                 substate: sub,
-                // Seen in `sub` no later than the poll's start: the lower bound of what
-                // follows (a TIME_WAIT after this FIN_WAIT2).
+                // In `sub` at some moment after the poll's start: what follows it (a
+                // TIME_WAIT after this FIN_WAIT2) began after that start.
                 first_seen_ns: prev
                     .filter(|p| p.substate == sub)
                     .map_or(span.start_ns, |p| p.first_seen_ns),
