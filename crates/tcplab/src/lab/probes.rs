@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use tcplab_core::event::StateChange;
 use tcplab_core::timeline::{self, Segment};
 
+use super::recipes::wait_until;
 use super::run::{Host, Place};
 use crate::clock;
 use crate::probe::capture::Capture;
@@ -184,10 +185,7 @@ impl Probes {
     /// they saw, and one line for everything that could not be seen.
     pub fn finish(&mut self) -> Seen {
         // Bounded: a close the peer never ACKs (a wire that drops it) may stay.
-        let deadline = std::time::Instant::now() + CLOSING_LIMIT;
-        while self.closing_in_flight() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_until(CLOSING_LIMIT, || !self.closing_in_flight());
         self.stop.store(true, Ordering::SeqCst);
         let mut missing = std::mem::take(&mut self.missing);
         let mut segments = Vec::new();
