@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn zero_window_probes_and_the_update_are_significant() {
-        use crate::timeline::{build_connection, Segment};
+        use crate::timeline::{build_connection, Segment, States};
         let (c, s) = (
             "192.0.2.1:40000".parse().unwrap(),
             "192.0.2.2:80".parse().unwrap(),
@@ -325,7 +325,7 @@ mod tests {
             seg(9, true, PSH | ACK, 111, 501, 1000, 10),
             seg(10, false, ACK, 501, 121, 500, 0),
         ];
-        let conn = build_connection(c, s, &segments, &[], &[]);
+        let conn = build_connection(c, s, &segments, States::Kernel(&[]), &[]);
         assert_eq!(
             significant_segments(&conn),
             [

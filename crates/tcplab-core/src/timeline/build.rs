@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use super::infer::walk;
 use super::{
     flags, Analysis, Call, CallEntry, Cause, Connection, Entry, Item, Role, Segment, SegmentEntry,
     StateEntry,
@@ -179,6 +180,8 @@ enum Expect {
     Timer(&'static str),
     /// A call with no segment (close of a listener, ...).
     CallOnly(&'static [&'static str]),
+    /// Nothing the RFC names explains it.
+    Unknown(&'static str),
 }
 
 /// What the tests of [`Expect`] may consult.
@@ -187,10 +190,14 @@ struct Ctx {
     fin_end: Option<u32>,
 }
 
-fn expect(change: &StateChange) -> Expect {
+/// What caused `from → to`; `rst` is the RST that came with it, `polled` whether two
+/// sock_diag polls saw it (the states between them unseen).
+fn expect(from: Option<TcpState>, to: TcpState, rst: Option<RstDirection>, polled: bool) -> Expect {
     use TcpState::*;
-    let rst = change.rst.as_ref().map(|r| r.direction);
-    match (change.from, change.to, rst) {
+    if polled && from.is_some_and(|f| !state::is_legal(f, to)) {
+        return Expect::Unknown("seen by two sock_diag polls: the states between them were missed");
+    }
+    match (from, to, rst) {
         (_, _, Some(RstDirection::Received)) => Expect::Rcv("rcv RST", |s, _| s.has(flags::RST)),
         (_, _, Some(RstDirection::Sent)) => {
             Expect::Snd("ABORT / snd RST", |s, _| s.has(flags::RST), &["close()"])
@@ -243,8 +250,12 @@ fn expect(change: &StateChange) -> Expect {
         (Some(Listen), Closed, _) | (Some(Closed), Listen, _) => {
             Expect::CallOnly(&["close()", "listen()"])
         }
+        // Polls know nothing of RSTs: a close they saw may be one, or a LAST_ACK missed.
+        (_, Closed, _) if polled => {
+            Expect::Unknown("seen by sock_diag polls: an RST, or a LAST_ACK between two polls")
+        }
         (_, Closed, _) => Expect::Rcv("rcv RST", |s, _| s.has(flags::RST)),
-        _ => Expect::Timer("no segment or call explains this"),
+        _ => Expect::Unknown("no segment or call explains this"),
     }
 }
 
@@ -254,7 +265,7 @@ fn expect(change: &StateChange) -> Expect {
 pub fn build(segments: &[Segment], changes: &[StateChange], calls: &[Call]) -> Vec<Connection> {
     conversations(segments)
         .iter()
-        .map(|conv| build_one(conv, changes, calls))
+        .map(|conv| build_one(conv, States::Kernel(changes), calls))
         .collect()
 }
 
@@ -266,7 +277,7 @@ pub fn build_connection(
     client: SocketAddr,
     server: SocketAddr,
     segments: &[Segment],
-    changes: &[StateChange],
+    states: States<'_>,
     calls: &[Call],
 ) -> Connection {
     let mut conv = conversations(segments)
@@ -282,7 +293,7 @@ pub fn build_connection(
         });
     conv.client = client;
     conv.server = server;
-    build_one(&conv, changes, calls)
+    build_one(&conv, states, calls)
 }
 
 /// Which role `change` belongs to in `conv`, if it is this connection's. A client's
@@ -310,7 +321,17 @@ fn role_in(conv: &Conversation, change: &StateChange) -> Option<Role> {
     }
 }
 
-fn build_one(conv: &Conversation, changes: &[StateChange], calls: &[Call]) -> Connection {
+/// Where a timeline's state changes come from.
+#[derive(Debug, Clone, Copy)]
+pub enum States<'a> {
+    /// The kernel's own changes (tracepoints, or sock_diag polls), attributed here.
+    Kernel(&'a [StateChange]),
+    /// None from the kernel: inferred from the segments by the RFC 9293 rules
+    /// ([`super::infer`]), each marked inferred.
+    Inferred,
+}
+
+pub(super) fn build_one(conv: &Conversation, states: States<'_>, calls: &[Call]) -> Connection {
     let mut entries = segment_entries(conv);
     let n_segments = entries.len();
     // The same order as the segment entries.
@@ -351,7 +372,77 @@ fn build_one(conv: &Conversation, changes: &[StateChange], calls: &[Call]) -> Co
         });
     }
 
+    // The call of `role` at or before `ts` whose name is one of `names`: the one that
+    // made the kernel act.
+    let call_before = |role: Role, ts: u64, names: &[&str]| {
+        my_calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.role == role
+                    && c.ts_ns <= ts
+                    && names
+                        .iter()
+                        .any(|n| c.call.starts_with(n.trim_end_matches("()")))
+            })
+            .max_by_key(|(_, c)| c.ts_ns)
+            .map(|(i, _)| call_base + i)
+    };
+
     let mut anchors: Vec<Anchor> = vec![Anchor::Time; entries.len()];
+    let changes = match states {
+        States::Kernel(changes) => changes,
+        States::Inferred => {
+            for (i, place, role, from, to, sent) in walk(&conv.segments, conv.client) {
+                let seg = &conv.segments[i];
+                // The segment says which of the RFC's causes of a close it was.
+                let explain = match (seg.has(flags::RST), sent, from) {
+                    (true, true, _) => "ABORT / snd RST".to_string(),
+                    (true, false, TcpState::SynSent) => "rcv RST (refused)".to_string(),
+                    (true, false, _) => "rcv RST".to_string(),
+                    (false, ..) => state::explain(from, to),
+                };
+                let (cause, anchor) = if sent {
+                    let rst = seg.has(flags::RST).then_some(RstDirection::Sent);
+                    let call = match expect(Some(from), to, rst, false) {
+                        Expect::Snd(_, _, names) => call_before(role, seg.ts_ns, names),
+                        _ => None,
+                    };
+                    (
+                        Cause::Sent {
+                            segment: i,
+                            explain,
+                            call,
+                        },
+                        Anchor::Before(place),
+                    )
+                } else {
+                    (
+                        Cause::Received {
+                            segment: i,
+                            explain,
+                        },
+                        Anchor::After(place),
+                    )
+                };
+                entries.push(Entry {
+                    ts_ns: seg.ts_ns,
+                    item: Item::State(StateEntry {
+                        role,
+                        from: Some(from),
+                        to,
+                        cause,
+                        inferred: true,
+                        poll_resolution: false,
+                        linux: None,
+                        rst_reason: None,
+                    }),
+                });
+                anchors.push(anchor);
+            }
+            &[]
+        }
+    };
     for change in changes {
         let Some(role) = role_in(conv, change) else {
             continue;
@@ -364,21 +455,10 @@ fn build_one(conv: &Conversation, changes: &[StateChange], calls: &[Call]) -> Co
                 .min_by_key(|(_, (_, s))| s.ts_ns.abs_diff(change.ts_ns))
                 .map(|(i, _)| i)
         };
-        let call_before = |names: &[&str]| {
-            my_calls
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| {
-                    c.role == role
-                        && c.ts_ns <= change.ts_ns
-                        && names
-                            .iter()
-                            .any(|n| c.call.starts_with(n.trim_end_matches("()")))
-                })
-                .max_by_key(|(_, c)| c.ts_ns)
-                .map(|(i, _)| call_base + i)
-        };
-        let (cause, anchor) = match (change.from, expect(change)) {
+        let call_before = |names: &[&str]| call_before(role, change.ts_ns, names);
+        let rst = change.rst.as_ref().map(|r| r.direction);
+        let expected = expect(change.from, change.to, rst, change.poll_resolution);
+        let (cause, anchor) = match (change.from, expected) {
             // A socket first found by a poll: it changed at some time since the last one.
             (None, _) => (
                 Cause::Unknown {
@@ -420,6 +500,12 @@ fn build_one(conv: &Conversation, changes: &[StateChange], calls: &[Call]) -> Co
                 },
                 Expect::Timer(explain) => (
                     Cause::Timer {
+                        explain: explain.into(),
+                    },
+                    Anchor::Time,
+                ),
+                Expect::Unknown(explain) => (
+                    Cause::Unknown {
                         explain: explain.into(),
                     },
                     Anchor::Time,

@@ -5,9 +5,9 @@
 //! processed before its FIN: FIN-WAIT-1 receiving FIN,ACK that acknowledges our FIN goes
 //! to FIN-WAIT-2 and then TIME-WAIT, the path the kernel's tracepoint shows too.
 
-use super::build::{causal_order, conversations, segment_entries, seq_ge, Anchor};
-use super::{flags, Cause, Connection, Entry, Item, Role, Segment, StateEntry};
-use crate::state::{self, TcpState};
+use super::build::{build_one, conversations, seq_ge, States};
+use super::{flags, Connection, Role, Segment};
+use crate::state::TcpState;
 
 /// What is known of one endpoint while walking the segments.
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,61 +24,16 @@ struct Endpoint {
 pub fn infer(segments: &[Segment]) -> Vec<Connection> {
     conversations(segments)
         .iter()
-        .map(|conv| {
-            let mut entries = segment_entries(conv);
-            let n = entries.len();
-            let mut anchors = vec![Anchor::Time; n];
-            let changes = walk(&conv.segments, conv.client);
-            for (i, place, role, from, to, sent) in changes {
-                let explain = state::explain(from, to);
-                let (cause, anchor) = if sent {
-                    (
-                        Cause::Sent {
-                            segment: i,
-                            explain,
-                            call: None,
-                        },
-                        Anchor::Before(place),
-                    )
-                } else {
-                    (
-                        Cause::Received {
-                            segment: i,
-                            explain,
-                        },
-                        Anchor::After(place),
-                    )
-                };
-                entries.push(Entry {
-                    ts_ns: conv.segments[i].ts_ns,
-                    item: Item::State(StateEntry {
-                        role,
-                        from: Some(from),
-                        to,
-                        cause,
-                        inferred: true,
-                        poll_resolution: false,
-                        linux: None,
-                        rst_reason: None,
-                    }),
-                });
-                anchors.push(anchor);
-            }
-            Connection {
-                client: conv.client,
-                server: conv.server,
-                entries: causal_order(entries, &anchors, n),
-                kernel: Default::default(),
-            }
-        })
+        .map(|conv| build_one(conv, States::Inferred, &[]))
         .collect()
 }
 
 /// (index of the segment that caused it, index of the segment it sits next to, role,
 /// from, to, caused by sending it). The two indices differ only for crossing FINs.
-type Inferred = (usize, usize, Role, TcpState, TcpState, bool);
+pub(super) type Inferred = (usize, usize, Role, TcpState, TcpState, bool);
 
-fn walk(segments: &[Segment], client: std::net::SocketAddr) -> Vec<Inferred> {
+/// The state changes the segments imply, in the order they are found.
+pub(super) fn walk(segments: &[Segment], client: std::net::SocketAddr) -> Vec<Inferred> {
     use TcpState::*;
     let mut ep = [Endpoint::default(); 2];
     let idx = |r: Role| usize::from(r == Role::Server);

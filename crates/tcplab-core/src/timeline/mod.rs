@@ -25,7 +25,7 @@ mod build;
 mod from_wire;
 mod infer;
 
-pub use build::{build, build_connection, seq_ge};
+pub use build::{build, build_connection, seq_ge, States};
 pub use from_wire::segments_from_frames;
 pub use infer::infer;
 

@@ -256,3 +256,110 @@ fn segment_comments_name_the_changes_each_segment_caused() {
         "server ESTABLISHED → FIN_WAIT1 (CLOSE / snd FIN); client ESTABLISHED → CLOSE_WAIT (rcv FIN / snd ACK)"
     );
 }
+
+#[test]
+fn without_kernel_events_the_states_are_inferred_and_tied_to_the_calls() {
+    let conn = build_connection(
+        addr(C),
+        addr(S),
+        &echo_segments(),
+        States::Inferred,
+        &echo_calls(),
+    );
+    assert_eq!(conn.path(Role::Client), CLIENT_PATH);
+    assert_eq!(conn.path(Role::Server), SERVER_PATH);
+    let (_, fw1) = state_entry(&conn, Role::Server, FinWait1);
+    assert!(fw1.inferred);
+    let Cause::Sent {
+        call: Some(call), ..
+    } = fw1.cause
+    else {
+        panic!(
+            "FIN_WAIT1 caused by sending the FIN after close(): {:?}",
+            fw1.cause
+        );
+    };
+    assert!(matches!(&conn.entries[call].item, Item::Call(c) if c.call == "close()"));
+    let (_, syn_sent) = state_entry(&conn, Role::Client, SynSent);
+    assert!(matches!(syn_sent.cause, Cause::Sent { call: Some(c), .. }
+            if matches!(&conn.entries[c].item, Item::Call(c) if c.call == "connect()")));
+    // The calls are on the timeline too, and only the inferred states.
+    assert_eq!(
+        conn.entries
+            .iter()
+            .filter(|e| matches!(e.item, Item::Call(_)))
+            .count(),
+        4
+    );
+    assert!(conn.entries.iter().all(|e| match &e.item {
+        Item::State(s) => s.inferred,
+        _ => true,
+    }));
+}
+
+#[test]
+fn an_inferred_reset_says_which_side_sent_it() {
+    let segs = vec![
+        seg(100, C, SYN, 1000, 0, 0),
+        seg(110, S, SYN | ACK, 5000, 1001, 0),
+        seg(120, C, ACK, 1001, 5001, 0),
+        seg(200, C, RST | ACK, 1001, 5001, 0),
+    ];
+    let conn = &infer(&segs)[0];
+    let (_, client) = state_entry(conn, Role::Client, Closed);
+    assert_eq!(client.cause.explain(), "ABORT / snd RST");
+    let (_, server) = state_entry(conn, Role::Server, Closed);
+    assert_eq!(server.cause.explain(), "rcv RST");
+    let refused = vec![
+        seg(100, C, SYN, 1000, 0, 0),
+        seg(110, S, RST | ACK, 0, 1001, 0),
+    ];
+    let conn = &infer(&refused)[0];
+    let (_, client) = state_entry(conn, Role::Client, Closed);
+    assert_eq!(client.cause.explain(), "rcv RST (refused)");
+}
+
+#[test]
+fn the_end_of_time_wait_is_the_2msl_timer() {
+    let mut changes = echo_changes();
+    let mut end = change(60_000_431, S, C, TimeWait, Closed);
+    end.poll_resolution = true;
+    changes.push(end);
+    let conn = &build(&echo_segments(), &changes, &echo_calls())[0];
+    let mut path = SERVER_PATH.to_vec();
+    path.push(Closed);
+    assert_eq!(conn.path(Role::Server), path);
+    let (i, s) = state_entry(conn, Role::Server, Closed);
+    assert_eq!(i, conn.entries.len() - 1, "the last entry, a minute later");
+    assert!(matches!(&s.cause, Cause::Timer { explain } if explain.starts_with("2MSL timeout")));
+}
+
+#[test]
+fn polls_that_skip_states_or_miss_an_rst_do_not_guess_a_cause() {
+    // A poll saw CLOSE_WAIT, the next one nothing: LAST_ACK came and went between them,
+    // or an RST closed it; polls cannot tell.
+    let mut gone = change(500, C, S, CloseWait, Closed);
+    gone.poll_resolution = true;
+    // Two polls apart: ESTABLISHED, then TIME_WAIT (FIN_WAIT1 and 2 unseen), which the
+    // RFC has no single transition for.
+    let mut skipped = change(500, S, C, Established, TimeWait);
+    skipped.poll_resolution = true;
+    let conn = &build_connection(addr(C), addr(S), &[], States::Kernel(&[gone, skipped]), &[]);
+    let (_, c) = state_entry(conn, Role::Client, Closed);
+    assert!(matches!(&c.cause, Cause::Unknown { explain } if explain.contains("sock_diag polls")));
+    let (_, s) = state_entry(conn, Role::Server, TimeWait);
+    assert!(
+        matches!(&s.cause, Cause::Unknown { explain } if explain.contains("states between")),
+        "{:?}",
+        s.cause
+    );
+}
+
+#[test]
+fn a_change_nothing_explains_is_unknown_not_a_timer() {
+    // CLOSE_WAIT back to ESTABLISHED: no RFC transition, no segment, no call.
+    let odd = change(500, C, S, CloseWait, Established);
+    let conn = &build_connection(addr(C), addr(S), &[], States::Kernel(&[odd]), &[]);
+    let (_, c) = state_entry(conn, Role::Client, Established);
+    assert!(matches!(&c.cause, Cause::Unknown { .. }), "{:?}", c.cause);
+}

@@ -42,6 +42,11 @@ pub struct Args {
     /// state changes it caused (Wireshark shows it as the packet comment).
     #[arg(long, value_name = "FILE")]
     pub pcapng: Option<std::path::PathBuf>,
+    /// Keep watching until TIME_WAIT ends (60 s on Linux, the 2MSL timer) to show its
+    /// end on the timeline. Without it the run ends first, and deleting its namespace
+    /// removes the TIME_WAIT socket.
+    #[arg(long)]
+    pub wait_time_wait: bool,
     /// Check the run against the experiment's expectations (state paths, segments,
     /// errno); print a diff and exit 1 when the kernel did something else.
     #[arg(long)]
@@ -111,7 +116,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         Some(_) => (Place::Loopback, None),
         None => Place::for_scenario(scenario)?,
     };
-    let observed = run::run(scenario, &mut place, external)?;
+    let observed = run::run(scenario, &mut place, external, args.wait_time_wait)?;
     let conn = connection(&observed);
     let title = format!("tcplab lab {}: {}", scenario.name, scenario.about);
     args.view.write_files(&title, &conn)?;
@@ -133,9 +138,13 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             }
             Place::Loopback => "this machine's loopback",
         };
-        writeln!(stdout, "ran in {place_text}")?;
-        for note in place_note.iter().chain(&observed.missing) {
-            writeln!(stdout, "not shown: {note}")?;
+        match &place_note {
+            Some(why) => writeln!(stdout, "ran in {place_text} ({why})")?,
+            None => writeln!(stdout, "ran in {place_text}")?,
+        }
+        // What was lost, in one line.
+        if !observed.missing.is_empty() {
+            writeln!(stdout, "not shown: {}", observed.missing.join("; "))?;
         }
         let value = |name: &str| {
             let v = observed.kernel.get(name).map_or("?", String::as_str);
@@ -167,6 +176,18 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
                 "  (not as the textbook says)"
             };
             writeln!(stdout, "{}: {}{mark}", f.what, f.seen)?;
+        }
+        for role in [timeline::Role::Client, timeline::Role::Server] {
+            if args.wait_time_wait
+                || conn.path(role).last() != Some(&tcplab_core::state::TcpState::TimeWait)
+            {
+                continue;
+            }
+            writeln!(
+                stdout,
+                "{} TIME_WAIT lasts 60 s (2MSL on Linux): --wait-time-wait shows its end",
+                role.name()
+            )?;
         }
     }
     if args.check {
@@ -267,7 +288,7 @@ fn check_all(out: &mut impl Write) -> anyhow::Result<ExitCode> {
             if let Some(note) = note {
                 writeln!(out, "note: {note}")?;
             }
-            run::run(scenario, &mut place, None)
+            run::run(scenario, &mut place, None, false)
         });
         let verdict = match run {
             Ok(observed) if uncheckable(&observed).is_some() => {
@@ -316,7 +337,7 @@ fn uncheckable(observed: &Observed) -> Option<&str> {
         .missing
         .iter()
         .find(|m| {
-            ["segments:", "exact kernel states:", "kernel states:"]
+            ["segments", "exact kernel states", "kernel states"]
                 .iter()
                 .any(|p| m.starts_with(p))
         })
@@ -356,11 +377,18 @@ fn differences(
 
 /// The run's connection on one timeline, with the wire's losses marked.
 pub fn connection(observed: &Observed) -> Connection {
+    // Polls see states late or not at all; a capture shows every segment, from which
+    // the RFC rules give every state (marked inferred).
+    let states = if observed.polled && !observed.segments.is_empty() {
+        timeline::States::Inferred
+    } else {
+        timeline::States::Kernel(&observed.changes)
+    };
     let mut conn = timeline::build_connection(
         observed.client,
         observed.server,
         &observed.segments,
-        &observed.changes,
+        states,
         &observed.calls,
     );
     conn.kernel = observed.kernel.clone();

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use tcplab_core::event::StateChange;
 use tcplab_core::timeline::{self, Segment};
 
-use super::recipes::wait_until;
+use super::recipes::{wait_until, wait_until_every};
 use super::run::{Host, Place};
 use crate::clock;
 use crate::probe::capture::Capture;
@@ -35,6 +35,11 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(2);
 const CLOSING_LIMIT: Duration = Duration::from_secs(1);
 /// FIN_WAIT1, LAST_ACK and CLOSING (`1 << TCP_*`).
 const CLOSING_STATES: u32 = (1 << 4) | (1 << 9) | (1 << 11);
+/// TIME_WAIT (`1 << TCP_TIME_WAIT`).
+const TIME_WAIT_STATE: u32 = 1 << 6;
+/// How long [`Probes::finish`] waits for TIME_WAIT to end when asked: Linux's 2MSL is
+/// a fixed 60 s (`TCP_TIMEWAIT_LEN`), its timer wheel a little coarser.
+const TIME_WAIT_LIMIT: Duration = Duration::from_secs(65);
 
 /// What a capture thread brings back: the frames as captured.
 #[derive(Debug, Clone)]
@@ -79,6 +84,8 @@ pub struct Seen {
     pub changes: Vec<StateChange>,
     /// One line per thing that could not be seen.
     pub missing: Vec<String>,
+    /// States come from sock_diag polls, not from tracepoints.
+    pub polled: bool,
 }
 
 /// What a tracing thread brings back.
@@ -115,8 +122,8 @@ impl Probes {
             Some(Ok(handle)) => Some(handle),
             Some(Err(err)) => {
                 missing.push(format!(
-                    "segments: no packet capture ({err:#}); it needs CAP_NET_RAW: run as root \
-                     or `setcap cap_net_raw+ep` the binary"
+                    "segments (no packet capture: {err:#}; it needs CAP_NET_RAW: run as root \
+                     or `setcap cap_net_raw+ep` the binary)"
                 ));
                 None
             }
@@ -126,27 +133,29 @@ impl Probes {
         } else {
             Instance::create(&tracefs::Filter { ports: vec![port] })
         };
+        // Without tracepoints, states come from the captured segments (RFC 9293 rules),
+        // or, without a capture too, from sock_diag polls.
+        let polls_states = instance.is_err();
         if let Err(err) = &instance {
+            let instead = if capture.is_some() {
+                "states are inferred from the captured segments instead (marked *)"
+            } else {
+                "states are polled from sock_diag instead: short-lived ones (SYN_SENT, \
+                 FIN_WAIT1, LAST_ACK, CLOSING) may be missed, times are poll times (≈), and \
+                 the client pauses 100 ms between steps so that polls see each state"
+            };
             missing.push(format!(
-                "exact kernel states: no tracepoints ({err:#}); they need CAP_SYS_ADMIN \
-                 (tracefs): run as root. States come from polling sock_diag instead: \
-                 short-lived ones (SYN_SENT, FIN_WAIT1, LAST_ACK, CLOSING) may be missed and \
-                 times are poll times"
+                "exact kernel states (no tracepoints: {err:#}; they need CAP_SYS_ADMIN for \
+                 tracefs: run as root); {instead}"
             ));
         }
-        let polls_states = instance.is_err();
         let trace = match start_trace(place, instance.ok(), port, Arc::clone(&stop)) {
             Ok(handle) => Some(handle),
             Err(err) => {
-                missing.push(format!("kernel states: sock_diag failed too: {err:#}"));
+                missing.push(format!("kernel states (sock_diag failed too: {err:#})"));
                 None
             }
         };
-        if polls_states {
-            missing.push(
-                "(the client pauses 100 ms between steps so that polls see each state)".into(),
-            );
-        }
         let diags = place
             .hosts()
             .iter()
@@ -171,21 +180,36 @@ impl Probes {
     /// CLOSING, LAST_ACK). On a loaded machine that ACK can take tens of ms (softirq work
     /// deferred to ksoftirqd): stopping the probes before it would cut the run short.
     fn closing_in_flight(&mut self) -> bool {
+        self.any_in(CLOSING_STATES)
+    }
+
+    /// Whether a socket on the port is in one of `states` (`1 << TCP_*`).
+    fn any_in(&mut self, states: u32) -> bool {
         let port = self.port;
         let ours = |s: &sockdiag::DiagSocket| s.local.port() == port || s.remote.port() == port;
-        dump_all(&mut self.diags, CLOSING_STATES, &ours).is_ok_and(|s| !s.is_empty())
+        dump_all(&mut self.diags, states, &ours).is_ok_and(|s| !s.is_empty())
     }
 
-    /// True when states come from sock_diag polls (no tracepoints).
-    pub fn polls_states(&self) -> bool {
-        self.polls_states
+    /// True when the timeline's states will come from sock_diag polls (no tracepoints,
+    /// no capture to infer them from): the client must pace itself for polls to see
+    /// each state.
+    pub fn needs_pacing(&self) -> bool {
+        self.polls_states && self.capture.is_none()
     }
 
-    /// Stops the probes once the run has settled; returns the segments and state changes
-    /// they saw, and one line for everything that could not be seen.
-    pub fn finish(&mut self) -> Seen {
+    /// Stops the probes once the run has settled (and, with `time_wait`, once TIME_WAIT
+    /// ended: about a minute); returns the segments and state changes they saw, and one
+    /// line for everything that could not be seen.
+    pub fn finish(&mut self, time_wait: bool) -> Seen {
         // Bounded: a close the peer never ACKs (a wire that drops it) may stay.
         wait_until(CLOSING_LIMIT, || !self.closing_in_flight());
+        if time_wait {
+            let period = Duration::from_millis(50);
+            if !wait_until_every(TIME_WAIT_LIMIT, period, || !self.any_in(TIME_WAIT_STATE)) {
+                self.missing
+                    .push("the end of TIME_WAIT (still there after 65 s)".into());
+            }
+        }
         self.stop.store(true, Ordering::SeqCst);
         let mut missing = std::mem::take(&mut self.missing);
         let mut segments = Vec::new();
@@ -224,6 +248,7 @@ impl Probes {
             segments,
             changes,
             missing,
+            polled: self.polls_states,
         }
     }
 }

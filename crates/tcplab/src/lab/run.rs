@@ -47,7 +47,7 @@ impl Place {
         if std::env::var("TCPLAB_NO_NETNS").as_deref() == Ok("1") {
             return (
                 Place::Loopback,
-                Some("no private network namespace (TCPLAB_NO_NETNS=1): running on this machine's loopback".into()),
+                Some("no private network namespace: TCPLAB_NO_NETNS=1".into()),
             );
         }
         match Netns::new() {
@@ -55,8 +55,8 @@ impl Place {
             Err(err) => (
                 Place::Loopback,
                 Some(format!(
-                    "no private network namespace ({err}: needs CAP_SYS_ADMIN and \
-                     CAP_NET_ADMIN; run as root): running on this machine's loopback"
+                    "no private network namespace: {err}; it needs CAP_SYS_ADMIN and \
+                     CAP_NET_ADMIN: run as root"
                 )),
             ),
         }
@@ -189,6 +189,9 @@ pub struct Observed {
     pub lost: Vec<(u64, u32, u16)>,
     /// Kernel state changes, if tracing ran.
     pub changes: Vec<StateChange>,
+    /// The changes come from sock_diag polls (no tracepoints): with a capture, the
+    /// timeline infers the states from the segments instead.
+    pub polled: bool,
     /// The frames as captured, for the annotated pcapng.
     pub capture: Option<probes::Captured>,
     /// What could not be observed, and why (one line each).
@@ -238,11 +241,12 @@ pub fn run(
     scenario: &Scenario,
     place: &mut Place,
     external: Option<SocketAddr>,
+    time_wait: bool,
 ) -> anyhow::Result<Observed> {
     let kernel = kernel_params(scenario, place)?;
     let mut observed = match scenario.recipe {
-        Recipe::Echo(script) => run_echo(&script, place, external)?,
-        Recipe::Calls(recipe) => run_calls(recipe, place)?,
+        Recipe::Echo(script) => run_echo(&script, place, external, time_wait)?,
+        Recipe::Calls(recipe) => run_calls(recipe, place, time_wait)?,
     };
     observed.kernel = kernel;
     Ok(observed)
@@ -253,6 +257,7 @@ pub fn run(
 fn run_calls(
     recipe: fn(&Stage<'_>) -> anyhow::Result<Outcome>,
     place: &mut Place,
+    time_wait: bool,
 ) -> anyhow::Result<Observed> {
     let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
     let any = SocketAddr::new(place.server_ip(), 0);
@@ -261,7 +266,7 @@ fn run_calls(
     })??;
     let mut probes = Probes::start(place, server.port());
     let outcome = recipe(&Stage::new(place, server, Arc::clone(&calls)));
-    let seen = probes.finish();
+    let seen = probes.finish(time_wait);
     let outcome = outcome?;
     let mut calls = std::mem::take(&mut *calls.lock().unwrap_or_else(|e| e.into_inner()));
     for c in calls.iter_mut() {
@@ -291,6 +296,7 @@ fn settle(
         segments,
         changes,
         missing,
+        polled,
     } = seen;
     let wire = place.stop_wire();
     let (segments, lost) = if wire.is_empty() {
@@ -306,6 +312,7 @@ fn settle(
         segments,
         lost,
         changes,
+        polled,
         capture,
         missing,
         client_error: None,
@@ -321,6 +328,7 @@ fn run_echo(
     scenario: &EchoScript,
     place: &mut Place,
     external: Option<SocketAddr>,
+    time_wait: bool,
 ) -> anyhow::Result<Observed> {
     let calls: Arc<Mutex<Vec<Call>>> = Arc::default();
     let records: Collected = Arc::default();
@@ -392,11 +400,11 @@ fn run_echo(
         crlf: scenario.crlf,
         banner_lines: tcplab_core::protocol::BANNER_LINES,
         timeout: Duration::from_secs(5),
-        // Without tracepoints, states are polled: pace the client so each lasts long
-        // enough to be seen (the correlator holds what a poll finds for tens of ms).
+        // States polled (no tracepoints, no capture): pace the client so each lasts
+        // long enough to be seen (the correlator holds what a poll finds for tens of ms).
         pace: if scenario.pace_ms > 0 {
             Duration::from_millis(scenario.pace_ms)
-        } else if probes.polls_states() {
+        } else if probes.needs_pacing() {
             Duration::from_millis(100)
         } else {
             Duration::ZERO
@@ -414,7 +422,7 @@ fn run_echo(
             std::thread::park_timeout(Duration::from_millis(1));
         }
     }
-    let seen = probes.finish();
+    let seen = probes.finish(time_wait);
     let client_addr = match client_addr.port() {
         0 => probes::client_from(&seen.segments, &seen.changes, server_addr).unwrap_or(client_addr),
         _ => client_addr,

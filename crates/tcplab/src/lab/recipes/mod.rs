@@ -397,13 +397,18 @@ pub fn connected(rec: &Recorder, to: SocketAddr) -> io::Result<Sock> {
 }
 
 /// Waits until `done` holds, polling every millisecond, for at most `limit`.
-pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub fn wait_until(limit: Duration, done: impl FnMut() -> bool) -> bool {
+    wait_until_every(limit, Duration::from_millis(1), done)
+}
+
+/// Waits until `done` holds, polling every `period`, for at most `limit`.
+pub fn wait_until_every(limit: Duration, period: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if done() {
             return true;
         }
-        std::thread::sleep(Duration::from_millis(1));
+        std::thread::sleep(period);
     }
     done()
 }
