@@ -17,10 +17,14 @@ cargo build --release --quiet
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 ./target/release/tcplab lab "$scenario" --html "$dir/lab.html" > /dev/null
+# Wide enough for the ladder (1100 px) and the state diagram (680 px) side by side, tall
+# enough for the whole ladder plus the title and path table above it.
+ladder_h=$(grep -o 'class="ladder" width="[0-9]*" height="[0-9]*"' "$dir/lab.html" | grep -o '[0-9]*"$' | tr -d '"')
+height=$(( ${ladder_h:-1000} + 320 ))
 # The flags keep Chromium off the network: the page must render offline.
 "$browser" --headless --no-sandbox --disable-gpu --disable-background-networking \
   --disable-component-update --disable-sync --no-first-run \
-  --user-data-dir="$dir/profile" --window-size=1720,1500 \
+  --user-data-dir="$dir/profile" --window-size=1900,"$height" \
   --screenshot="$(realpath -m "$out")" "file://$dir/lab.html" 2> "$dir/chromium.log" || {
   cat "$dir/chromium.log" >&2
   exit 1
