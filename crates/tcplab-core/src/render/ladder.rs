@@ -17,7 +17,8 @@ use crate::timeline::{Cause, Connection, Item, Role, SegmentEntry, StateEntry};
 /// How to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {
-    /// Total width in columns (the terminal's). At least 60 is used.
+    /// Total width in columns (the terminal's): every line fits in it. At least
+    /// [`MIN_WIDTH`] is used.
     pub width: usize,
     /// ANSI colours (only on a terminal).
     pub color: bool,
@@ -168,6 +169,21 @@ fn footnote(out: &mut String, prefix: &str, units: &[String], width: usize) {
         let lead = if i == 0 { prefix } else { "" };
         let _ = writeln!(out, "{lead:indent$}{line}");
     }
+}
+
+/// A line of prose wrapped as the ladder's footnotes are, for the lines a command
+/// prints around a ladder (a title, a note): at most `width` columns (at least
+/// [`MIN_WIDTH`], as the ladder), the lines after the first indented by `indent`.
+/// Ends with a newline.
+pub fn paragraph(text: &str, width: usize, indent: usize) -> String {
+    let width = width.max(MIN_WIDTH);
+    let indent = indent.min(width / 2);
+    let mut out = String::new();
+    for (i, line) in wrap(&words(text), width, width - indent).iter().enumerate() {
+        let lead = if i == 0 { 0 } else { indent };
+        let _ = writeln!(out, "{:lead$}{line}", "");
+    }
+    out
 }
 
 /// The time column: milliseconds since the first entry, in at most [`TIME_W`] columns

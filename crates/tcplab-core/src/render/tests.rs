@@ -140,6 +140,20 @@ fn ladder_wraps_rather_than_loses_text() {
     }
 }
 
+#[test]
+fn paragraph_wraps_prose_to_the_width_with_an_indent() {
+    let title = "tcplab lab time-wait-rebind: the server closes first and keeps TIME_WAIT on \
+                 its port: a new listener's bind() fails with EADDRINUSE";
+    let text = ladder::paragraph(title, 60, 4);
+    assert_eq!(
+        text,
+        "tcplab lab time-wait-rebind: the server closes first and\n    \
+         keeps TIME_WAIT on its port: a new listener's bind()\n    \
+         fails with EADDRINUSE\n"
+    );
+    assert_eq!(ladder::paragraph("short", 80, 4), "short\n");
+}
+
 fn strip_ansi(text: &str) -> String {
     let mut out = String::new();
     let mut chars = text.chars();
