@@ -385,6 +385,8 @@ fn arrow(s: &SegmentEntry, lane: usize, style: Style) -> Vec<Row> {
         let cut = seg.payload.len() > shown.len() || (seg.len as usize) > seg.payload.len();
         let last = lines.last_mut().expect("wrap gives a line");
         let room = body.saturating_sub(last.chars().count() + 1);
+        // With fewer columns left, the preview would show hardly a byte: it gets a
+        // line of its own instead.
         const LEAST: usize = 6;
         if room >= LEAST.min(preview_len(shown, cut)) {
             let _ = write!(last, " {}", preview(shown, cut, room));

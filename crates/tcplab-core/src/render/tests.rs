@@ -99,6 +99,23 @@ fn ladder_fits_the_width() {
 }
 
 #[test]
+fn ladder_of_a_long_capture_shows_seconds_in_the_time_column() {
+    // A replayed file can span hours: the time column stays 11 columns wide.
+    let mut conn = reset();
+    let last = conn.entries.len() - 1;
+    conn.entries[last].ts_ns += 7_200 * 1_000_000_000;
+    let text = ladder::render(&conn, ladder::Style::default());
+    let line = text.lines().find(|l| l.contains("ECONNRESET")).unwrap();
+    assert!(
+        line.starts_with(" 7200.001 s             │ read()"),
+        "{line}"
+    );
+    for line in text.lines() {
+        assert!(line.chars().count() <= 100, "{line}");
+    }
+}
+
+#[test]
 fn ladder_narrower_than_the_minimum_is_drawn_at_the_minimum() {
     let narrow = ladder::Style {
         width: 20,
