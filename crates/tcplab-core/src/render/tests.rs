@@ -205,6 +205,13 @@ fn mermaid_of_a_traced_echo_run() {
 }
 
 #[test]
+fn mermaid_of_a_reset_after_a_retransmission() {
+    let text = mermaid::render(&reset());
+    assert!(text.contains("rcv RST (TCP_ABORT_ON_CLOSE)"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
 fn json_document_has_version_and_connections() {
     let value: serde_json::Value = serde_json::from_str(&json(&[traced()])).unwrap();
     assert_eq!(value["version"], 1);
