@@ -12,9 +12,13 @@
 //!   chosen close style.
 //! - [`bench`]: the load generator (`tcplab bench`).
 //! - [`lab`]: experiments run end to end (`tcplab lab`).
+//! - [`replay`]: the same views of any capture file, states inferred (`tcplab replay`).
+//! - [`view`] and [`annotate`]: how `lab` and `replay` show a timeline: ladder, JSON,
+//!   Mermaid, SVG/HTML files, and the annotated pcapng.
 //! - [`watch`]: live TCP state transitions (`tcplab watch`), from [`probe`]s.
 //! - [`exit`]: the documented exit codes and the error type that carries one.
 
+pub mod annotate;
 pub mod bench;
 pub mod capture;
 pub mod client;

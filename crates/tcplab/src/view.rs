@@ -26,7 +26,8 @@ pub struct ViewArgs {
     /// with the paths taken) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
-    /// Width of the ladder [default: the terminal's, or 100].
+    /// Width of the ladder in columns, at least 60: every line fits [default: the
+    /// terminal's, or 100].
     #[arg(long)]
     pub width: Option<usize>,
 }
@@ -62,6 +63,12 @@ impl ViewArgs {
             }
         }
         Ok(())
+    }
+
+    /// The width the ladder is drawn at (`--width`, else the terminal's, else 100),
+    /// for lines printed around it.
+    pub fn width(&self) -> usize {
+        self.style().width
     }
 
     fn style(&self) -> ladder::Style {

@@ -17,7 +17,8 @@ use crate::timeline::{Cause, Connection, Item, Role, SegmentEntry, StateEntry};
 /// How to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {
-    /// Total width in columns (the terminal's). At least 60 is used.
+    /// Total width in columns (the terminal's): every line fits in it. At least
+    /// [`MIN_WIDTH`] is used.
     pub width: usize,
     /// ANSI colours (only on a terminal).
     pub color: bool,
@@ -49,36 +50,43 @@ mod ansi {
     pub const DIM: &str = "\x1b[2m";
 }
 
-/// Draws one connection.
+/// The narrowest ladder: a narrower [`Style::width`] draws this wide anyway (the
+/// lane between the two columns would be too narrow to hold an arrow's label).
+pub const MIN_WIDTH: usize = 60;
+
+/// One output line of an entry: the client's column, the lane, the server's column,
+/// each already padded to its width and painted.
+struct Row {
+    left: String,
+    middle: String,
+    right: String,
+}
+
+/// Draws one connection. Every line fits in `style.width` columns (at least
+/// [`MIN_WIDTH`]): text too long for its place wraps onto the lines below, indented.
 pub fn render(conn: &Connection, style: Style) -> String {
-    let width = style.width.max(60);
+    let width = style.width.max(MIN_WIDTH);
     let lane = width - TIME_W - 2 * SIDE_W - 4;
     let mut out = String::new();
     let mut notes: Vec<String> = Vec::new();
     let start = conn.entries.first().map_or(0, |e| e.ts_ns);
 
-    let client = format!("client {}", conn.client);
-    let server = format!("server {}", conn.server);
-    let pad = width.saturating_sub(TIME_W + client.chars().count() + server.chars().count());
-    let _ = writeln!(
-        out,
-        "{:>w$}{client}{}{server}",
-        "",
-        " ".repeat(pad),
-        w = TIME_W
-    );
+    header(&mut out, conn, width);
 
     let mut any_inferred = false;
     let mut any_polled = false;
     for e in &conn.entries {
-        let ms = e.ts_ns.saturating_sub(start) as f64 / 1e6;
-        let time = format!("{ms:>8.3} ms");
-        let (left, middle, right) = match &e.item {
-            Item::Segment(s) => (String::new(), arrow(s, lane, style), String::new()),
-            Item::Call(c) => {
-                let text = paint(&c.call, ansi::CALL, style);
-                side(c.role, text, c.call.chars().count(), lane)
-            }
+        let rows = match &e.item {
+            Item::Segment(s) => arrow(s, lane, style),
+            Item::Call(c) => beside(
+                c.role,
+                &c.call,
+                ansi::CALL,
+                Vec::new(),
+                ansi::CALL,
+                lane,
+                style,
+            ),
             Item::State(s) => {
                 any_inferred |= s.inferred;
                 any_polled |= s.poll_resolution;
@@ -86,55 +94,231 @@ pub fn render(conn: &Connection, style: Style) -> String {
                     notes.push(format!("{} {}: {linux}", s.role.name(), s.to));
                 }
                 let (name, cause) = state_text(s);
-                let name_len = name.chars().count();
-                let name = paint(&name, ansi::STATE, style);
-                let cause = fit(&cause, lane - 2);
-                let middle = match s.role {
-                    Role::Client => format!(" {cause:<w$} ", w = lane - 2),
-                    Role::Server => format!(" {cause:>w$} ", w = lane - 2),
-                };
-                let middle = paint(&middle, ansi::DIM, style);
-                match s.role {
-                    Role::Client => (pad_to(name, name_len, SIDE_W), middle, String::new()),
-                    Role::Server => (String::new(), middle, name),
-                }
+                let cause = wrap(&words(&cause), lane - 2, lane - 2);
+                beside(s.role, &name, ansi::STATE, cause, ansi::DIM, lane, style)
             }
         };
-        let left = if left.is_empty() {
-            " ".repeat(SIDE_W)
-        } else {
-            left
-        };
-        let middle = if middle.is_empty() {
-            " ".repeat(lane)
-        } else {
-            middle
-        };
-        let line = format!("{time} {left}│{middle}│ {right}");
-        let _ = writeln!(out, "{}", line.trim_end());
+        let time = time_text(e.ts_ns.saturating_sub(start));
+        for (i, row) in rows.into_iter().enumerate() {
+            let time = if i == 0 { time.as_str() } else { "" };
+            let line = format!(
+                "{time:>w$} {}│{}│ {}",
+                row.left,
+                row.middle,
+                row.right,
+                w = TIME_W
+            );
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
     }
 
     let _ = writeln!(out);
     for role in [Role::Client, Role::Server] {
         let path = conn.path(role);
         if !path.is_empty() {
-            let names: Vec<&str> = path.iter().map(|s| s.name()).collect();
-            let _ = writeln!(out, "{}: {}", role.name(), names.join(" → "));
+            let last = path.len() - 1;
+            let units: Vec<String> = path
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match i == last {
+                    true => s.name().to_string(),
+                    false => format!("{} →", s.name()),
+                })
+                .collect();
+            footnote(&mut out, &format!("{}: ", role.name()), &units, width);
         }
     }
     if any_inferred {
-        let _ = writeln!(
-            out,
-            "* inferred from the segments by the RFC 9293 rules (no kernel event)"
-        );
+        let text = "inferred from the segments by the RFC 9293 rules (no kernel event)";
+        footnote(&mut out, "* ", &words(text), width);
     }
     if any_polled {
-        let _ = writeln!(out, "≈ seen by polling sock_diag: the time is approximate");
+        let text = "seen by polling sock_diag: the time is approximate";
+        footnote(&mut out, "≈ ", &words(text), width);
     }
     for (i, note) in notes.iter().enumerate() {
-        let _ = writeln!(out, "[{}] {note}", i + 1);
+        footnote(&mut out, &format!("[{}] ", i + 1), &words(note), width);
     }
     out
+}
+
+/// The two endpoints' names above their columns; on two lines when one does not hold
+/// both.
+fn header(out: &mut String, conn: &Connection, width: usize) {
+    let client = format!("client {}", conn.client);
+    let server = format!("server {}", conn.server);
+    let (c, s) = (client.chars().count(), server.chars().count());
+    if TIME_W + c + 1 + s <= width {
+        let pad = width - TIME_W - c - s;
+        let _ = writeln!(out, "{:>TIME_W$}{client}{}{server}", "", " ".repeat(pad));
+    } else {
+        let indent = if TIME_W + c <= width { TIME_W } else { 0 };
+        let _ = writeln!(out, "{:>indent$}{client}", "");
+        let _ = writeln!(out, "{server:>width$}");
+    }
+}
+
+/// A footnote below the ladder: `prefix` then `units` joined by spaces, wrapped at
+/// `width`, the lines after the first indented as far as the prefix.
+fn footnote(out: &mut String, prefix: &str, units: &[String], width: usize) {
+    let indent = prefix.chars().count();
+    for (i, line) in wrap(units, width - indent, width - indent)
+        .iter()
+        .enumerate()
+    {
+        let lead = if i == 0 { prefix } else { "" };
+        let _ = writeln!(out, "{lead:indent$}{line}");
+    }
+}
+
+/// A line of prose wrapped as the ladder's footnotes are, for the lines a command
+/// prints around a ladder (a title, a note): at most `width` columns (at least
+/// [`MIN_WIDTH`], as the ladder), the lines after the first indented by `indent`.
+/// Ends with a newline.
+pub fn paragraph(text: &str, width: usize, indent: usize) -> String {
+    let width = width.max(MIN_WIDTH);
+    let indent = indent.min(width / 2);
+    let mut out = String::new();
+    for (i, line) in wrap(&words(text), width, width - indent).iter().enumerate() {
+        let lead = if i == 0 { 0 } else { indent };
+        let _ = writeln!(out, "{:lead$}{line}", "");
+    }
+    out
+}
+
+/// The time column: milliseconds since the first entry, in at most [`TIME_W`] columns
+/// (seconds once the milliseconds would not fit).
+fn time_text(ns: u64) -> String {
+    let ms = ns as f64 / 1e6;
+    let s = ns as f64 / 1e9;
+    [
+        format!("{ms:>8.3} ms"),
+        format!("{s:>9.3} s"),
+        format!("{s:>9.0} s"),
+    ]
+    .into_iter()
+    .find(|t| t.chars().count() <= TIME_W)
+    .unwrap_or_else(|| format!("{:>9} s", ns / 1_000_000_000))
+}
+
+/// Text beside an endpoint (a state name or a call) with `more` lines for the lane.
+/// Text too wide for the endpoint's column goes into the lane instead, left-aligned
+/// for the client and right-aligned for the server, each beside its own column.
+fn beside(
+    role: Role,
+    text: &str,
+    color: &str,
+    more: Vec<String>,
+    more_color: &str,
+    lane: usize,
+    style: Style,
+) -> Vec<Row> {
+    let len = text.chars().count();
+    let mut lane_lines: Vec<(String, &str)> = Vec::new();
+    let side_text = if len <= SIDE_W {
+        Some(text)
+    } else {
+        for line in wrap(&words(text), lane - 2, lane - 2) {
+            lane_lines.push((line, color));
+        }
+        None
+    };
+    lane_lines.extend(more.into_iter().map(|l| (l, more_color)));
+    let rows = lane_lines.len().max(1);
+    (0..rows)
+        .map(|i| {
+            let side = match (i, side_text) {
+                (0, Some(t)) => paint(t, color, style),
+                _ => String::new(),
+            };
+            let side_len = if side.is_empty() { 0 } else { len };
+            let middle = match lane_lines.get(i) {
+                Some((line, color)) => {
+                    let text = match role {
+                        Role::Client => format!(" {line:<w$} ", w = lane - 2),
+                        Role::Server => format!(" {line:>w$} ", w = lane - 2),
+                    };
+                    paint(&text, color, style)
+                }
+                None => " ".repeat(lane),
+            };
+            match role {
+                Role::Client => Row {
+                    left: pad_to(side, side_len, SIDE_W),
+                    middle,
+                    right: String::new(),
+                },
+                Role::Server => Row {
+                    left: " ".repeat(SIDE_W),
+                    middle,
+                    right: side,
+                },
+            }
+        })
+        .collect()
+}
+
+/// Where to break a word too wide for its line, given the part of it that fits: after
+/// a `(`, `,`, `:` or `/`, else after a `_`, else wherever the line ends.
+fn break_point(fits: &[char]) -> usize {
+    let after = |set: &str| {
+        fits.iter()
+            .rposition(|&c| set.contains(c))
+            .filter(|&i| i > 0)
+            .map(|i| i + 1)
+    };
+    after("(,:/").or_else(|| after("_")).unwrap_or(fits.len())
+}
+
+/// `text` split at spaces.
+fn words(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Packs `units` into lines: the first at most `first` columns, the others at most
+/// `rest`, units joined by one space. A unit wider than a line is broken into pieces;
+/// nothing is dropped.
+fn wrap(units: &[String], first: usize, rest: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    let mut len = 0;
+    let limit = |lines: &Vec<String>| if lines.is_empty() { first } else { rest }.max(1);
+    for unit in units {
+        let mut unit: Vec<char> = unit.chars().collect();
+        loop {
+            let max = limit(&lines);
+            let room = if len == 0 {
+                max
+            } else {
+                max.saturating_sub(len + 1)
+            };
+            if unit.len() <= room {
+                if len > 0 {
+                    line.push(' ');
+                    len += 1;
+                }
+                line.extend(&unit);
+                len += unit.len();
+                break;
+            }
+            if len == 0 {
+                // Wider than a whole line: break it where a reader would.
+                let rest_of_unit = unit.split_off(break_point(&unit[..max]));
+                lines.push(unit.into_iter().collect());
+                unit = rest_of_unit;
+                continue;
+            }
+            lines.push(std::mem::take(&mut line));
+            len = 0;
+        }
+    }
+    if len > 0 || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// The state name with its marks, and the cause text.
@@ -169,56 +353,49 @@ fn state_text(s: &StateEntry) -> (String, String) {
     (name, cause)
 }
 
-/// Places a call's text beside its endpoint; a long one spills into the lane.
-fn side(role: Role, text: String, len: usize, lane: usize) -> (String, String, String) {
-    match role {
-        Role::Client if len <= SIDE_W => (pad_to(text, len, SIDE_W), String::new(), String::new()),
-        Role::Client => (
-            String::new(),
-            format!(" {text}{}", " ".repeat(lane.saturating_sub(len + 1))),
-            String::new(),
-        ),
-        Role::Server => (String::new(), String::new(), text),
-    }
-}
-
-/// The arrow of one segment, `lane` columns wide.
-fn arrow(s: &SegmentEntry, lane: usize, style: Style) -> String {
+/// The arrow of one segment, `lane` columns wide: the label rides on the arrow, and
+/// what does not fit continues on the lines below it. The payload preview is the one
+/// part that may be cut (it is a preview): it takes the room left on the label's last
+/// line, or a line of its own when little is left.
+fn arrow(s: &SegmentEntry, lane: usize, style: Style) -> Vec<Row> {
     let seg = &s.segment;
-    let mut label = seg.flag_names();
-    let _ = write!(label, " seq {}", s.rel_seq);
-    if seg.has(crate::timeline::flags::ACK) {
-        let _ = write!(label, " ack {}", s.rel_ack);
-    }
-    let _ = write!(label, " win {}", seg.window);
-    if seg.len > 0 {
-        let _ = write!(label, " len {}", seg.len);
-        let shown = &seg.payload[..seg.payload.len().min(style.preview)];
-        let mut preview = escape(shown);
-        if seg.payload.len() > shown.len() || (seg.len as usize) > seg.payload.len() {
-            preview.push('…');
-        }
-        let _ = write!(label, " \"{preview}\"");
-    }
-    if let Some(analysis) = s.analysis {
-        label = format!("{} {label}", analysis.label());
+    let mut units: Vec<String> = Vec::new();
+    if s.lost {
+        units.push("LOST".into());
     }
     if s.retransmission {
-        label = format!("RETRANSMISSION {label}");
+        units.push("RETRANSMISSION".into());
     }
-    if s.lost {
-        label = format!("LOST {label}");
+    if let Some(analysis) = s.analysis {
+        units.extend(words(analysis.label()));
+    }
+    units.push(seg.flag_names());
+    units.push(format!("seq {}", s.rel_seq));
+    if seg.has(crate::timeline::flags::ACK) {
+        units.push(format!("ack {}", s.rel_ack));
+    }
+    units.push(format!("win {}", seg.window));
+    if seg.len > 0 {
+        units.push(format!("len {}", seg.len));
     }
     let body = lane.saturating_sub(6);
-    let label = fit(&label, body);
-    let fill = body.saturating_sub(label.chars().count());
+    let mut lines = wrap(&units, body, body);
+    if seg.len > 0 {
+        let shown = &seg.payload[..seg.payload.len().min(style.preview)];
+        let cut = seg.payload.len() > shown.len() || (seg.len as usize) > seg.payload.len();
+        let last = lines.last_mut().expect("wrap gives a line");
+        let room = body.saturating_sub(last.chars().count() + 1);
+        // With fewer columns left, the preview would show hardly a byte: it gets a
+        // line of its own instead.
+        const LEAST: usize = 6;
+        if room >= LEAST.min(preview_len(shown, cut)) {
+            let _ = write!(last, " {}", preview(shown, cut, room));
+        } else {
+            lines.push(preview(shown, cut, body));
+        }
+    }
+
     let to_server = s.from == Role::Client;
-    let text = match (to_server, s.lost) {
-        (true, false) => format!("── {label} {}─▶", "─".repeat(fill)),
-        (false, false) => format!("◀─ {label} {}──", "─".repeat(fill)),
-        (true, true) => format!("── {label} {}─✕", "─".repeat(fill)),
-        (false, true) => format!("✕─ {label} {}──", "─".repeat(fill)),
-    };
     let color = if seg.has(crate::timeline::flags::RST) {
         ansi::RST
     } else if to_server {
@@ -226,11 +403,61 @@ fn arrow(s: &SegmentEntry, lane: usize, style: Style) -> String {
     } else {
         ansi::TO_CLIENT
     };
-    paint(&text, color, style)
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, label)| {
+            let fill = body.saturating_sub(label.chars().count());
+            let text = match (i, to_server, s.lost) {
+                (0, true, false) => format!("── {label} {}─▶", "─".repeat(fill)),
+                (0, false, false) => format!("◀─ {label} {}──", "─".repeat(fill)),
+                (0, true, true) => format!("── {label} {}─✕", "─".repeat(fill)),
+                (0, false, true) => format!("✕─ {label} {}──", "─".repeat(fill)),
+                _ => format!("   {label}{}", " ".repeat(lane - 3 - label.chars().count())),
+            };
+            Row {
+                left: " ".repeat(SIDE_W),
+                middle: paint(&text, color, style),
+                right: String::new(),
+            }
+        })
+        .collect()
+}
+
+/// Columns the quoted preview of `shown` takes uncut.
+fn preview_len(shown: &[u8], cut: bool) -> usize {
+    shown
+        .iter()
+        .map(|&b| escape(&[b]).chars().count())
+        .sum::<usize>()
+        + 2
+        + usize::from(cut)
+}
+
+/// The payload preview in quotes, in at most `room` columns: `"hello\n"`, or cut at
+/// a whole byte's escape and marked `"hel…"`.
+fn preview(shown: &[u8], cut: bool, room: usize) -> String {
+    let full = preview_len(shown, cut) <= room;
+    let mut text = String::from("\"");
+    let mut len = 1;
+    for &b in shown {
+        let e = escape(&[b]);
+        let n = e.chars().count();
+        if !full && len + n + 2 > room {
+            break;
+        }
+        text.push_str(&e);
+        len += n;
+    }
+    if cut || !full {
+        text.push('…');
+    }
+    text.push('"');
+    text
 }
 
 /// Bytes as text for a preview: printable ASCII, `\n \r \t`, else `\xNN`.
-fn escape(bytes: &[u8]) -> String {
+pub(crate) fn escape(bytes: &[u8]) -> String {
     let mut s = String::new();
     for &b in bytes {
         match b {
@@ -246,16 +473,6 @@ fn escape(bytes: &[u8]) -> String {
         }
     }
     s
-}
-
-/// Cuts `text` to `width` columns, marking the cut with `…`.
-fn fit(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 fn pad_to(text: String, len: usize, width: usize) -> String {

@@ -48,12 +48,17 @@ pub fn render(conn: &Connection) -> String {
             }
             Item::State(s) => {
                 let mark = if s.inferred { " (inferred)" } else { "" };
+                let reason = s
+                    .rst_reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
                     "    Note over {}: {}{mark}<br/>{}",
                     id(s.role),
                     s.to,
-                    text(s.cause.explain())
+                    text(&format!("{}{reason}", s.cause.explain()))
                 );
             }
             Item::Call(c) => {

@@ -62,6 +62,7 @@ pub fn ladder(conn: &Connection) -> String {
         server = xml(&conn.server.to_string()),
         bottom = height - 20.0,
     );
+    let mut any_inferred = false;
     for (i, e) in conn.entries.iter().enumerate() {
         let y = TOP + i as f64 * ROW;
         let ms = e.ts_ns.saturating_sub(start) as f64 / 1e6;
@@ -98,7 +99,8 @@ pub fn ladder(conn: &Connection) -> String {
                     ""
                 };
                 let x_end = if seg.lost { (x1 + x2) / 2.0 } else { x2 };
-                let preview = String::from_utf8_lossy(&sg.payload).to_string();
+                // Escaped as in the terminal ladder: `\r\n` stay readable.
+                let preview = super::ladder::escape(&sg.payload);
                 let _ = writeln!(
                     s,
                     r##"<g><title>{title}</title><line x1="{x1}" y1="{y1}" x2="{x_end}" y2="{y}" stroke="{color}" stroke-width="1.6"{dash} marker-end="url(#arrow)"/><text x="{mid}" y="{ty}" text-anchor="middle" fill="{color}">{label}</text></g>"##,
@@ -121,10 +123,14 @@ pub fn ladder(conn: &Connection) -> String {
                     Role::Server => (SERVER_X + 10.0, "start"),
                 };
                 let mark = if st.inferred { "*" } else { "" };
-                let cause = match &st.cause {
+                let mut cause = match &st.cause {
                     Cause::Timer { explain } => format!("timer: {explain}"),
                     c => c.explain().to_string(),
                 };
+                if let Some(reason) = &st.rst_reason {
+                    let _ = write!(cause, " ({reason})");
+                }
+                any_inferred |= st.inferred;
                 let _ = writeln!(
                     s,
                     r##"<g><title>{title}</title><text x="{x}" y="{y}" text-anchor="{anchor}" font-weight="bold" fill="{color}">{name}{mark}</text></g>"##,
@@ -154,6 +160,13 @@ pub fn ladder(conn: &Connection) -> String {
             }
         }
     }
+    if any_inferred {
+        let _ = writeln!(
+            s,
+            r##"<text x="10" y="{}" fill="#666">* inferred from the segments by the RFC 9293 rules (no kernel event)</text>"##,
+            height - 4.0
+        );
+    }
     s.push_str("</svg>\n");
     s
 }
@@ -165,11 +178,12 @@ pub fn ladder_and_states(conn: &Connection) -> String {
     let states = state_diagram(conn);
     let height = (TOP + conn.entries.len() as f64 * ROW + 40.0).max(580.0);
     format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" viewBox="0 0 {w} {height}">
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" viewBox="0 0 {w} {height}">
+<rect width="100%" height="100%" fill="#ffffff"/>
 <g>{ladder}</g>
 <g transform="translate({WIDTH} 0)">{states}</g>
 </svg>
-"#,
+"##,
         w = WIDTH + 700.0,
     )
 }

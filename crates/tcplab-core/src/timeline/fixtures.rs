@@ -1,11 +1,12 @@
-//! Test fixtures: the classic echo run as segments, kernel events and calls.
+//! Test fixtures: the classic echo run as segments, kernel events and calls; and a run
+//! that ends in a reset after a retransmission.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
 
-use super::flags::{ACK, FIN, PSH, SYN};
+use super::flags::{ACK, FIN, PSH, RST, SYN};
 use super::{Call, Role, Segment};
-use crate::event::{Source, StateChange};
+use crate::event::{Reset, RstDirection, Source, StateChange};
 use crate::state::TcpState::{self, *};
 
 pub const C: &str = "127.0.0.1:40000";
@@ -111,3 +112,66 @@ pub fn echo_calls() -> Vec<Call> {
 
 pub const CLIENT_PATH: [TcpState; 6] = [Closed, SynSent, Established, CloseWait, LastAck, Closed];
 pub const SERVER_PATH: [TcpState; 6] = [Listen, SynRecv, Established, FinWait1, FinWait2, TimeWait];
+
+/// The classic example's `\r\n` bug, after a lost segment: the client's `quit\r\n`
+/// goes unanswered and is sent again after the retransmission timeout; the server
+/// reads up to the `\r`, closes with the `\n` unread, and its kernel answers with an
+/// RST instead of a FIN (TCP_ABORT_ON_CLOSE).
+pub fn reset_segments() -> Vec<Segment> {
+    let quit = |t| {
+        let mut s = seg(t, C, PSH | ACK, 1001, 5100, 6);
+        s.payload = b"quit\r\n".to_vec();
+        s
+    };
+    vec![
+        seg(100, C, SYN, 1000, 0, 0),
+        seg(110, S, SYN | ACK, 5000, 1001, 0),
+        seg(120, C, ACK, 1001, 5001, 0),
+        seg(200, S, PSH | ACK, 5001, 1001, 99),
+        seg(210, C, ACK, 1001, 5100, 0),
+        quit(300),
+        quit(520),
+        seg(530, S, ACK, 5100, 1007, 0),
+        seg(640, S, RST | ACK, 5100, 1007, 0),
+    ]
+}
+
+/// What the tracepoints report for [`reset_segments`], RST reasons included.
+pub fn reset_changes() -> Vec<StateChange> {
+    let mut abort = change(639, S, C, Established, Closed);
+    abort.rst = Some(Reset {
+        direction: RstDirection::Sent,
+        reason: Some("TCP_ABORT_ON_CLOSE".into()),
+    });
+    let mut reset = change(641, C, S, Established, Closed);
+    reset.rst = Some(Reset {
+        direction: RstDirection::Received,
+        reason: Some("TCP_ABORT_ON_CLOSE".into()),
+    });
+    vec![
+        change(95, "127.0.0.1:0", S, Closed, SynSent),
+        change(109, C, S, SynSent, Established),
+        change(121, S, C, Listen, SynRecv),
+        change(121, S, C, SynRecv, Established),
+        abort,
+        reset,
+    ]
+}
+
+/// The calls of [`reset_segments`], the server's setup included (the long texts that
+/// must spill from the server's column into the lane).
+pub fn reset_calls() -> Vec<Call> {
+    vec![
+        call(10, Role::Server, "socket()"),
+        call(11, Role::Server, "setsockopt(SO_REUSEADDR)"),
+        call(12, Role::Server, "bind(127.0.0.1:54321)"),
+        call(13, Role::Server, "listen(5)"),
+        call(90, Role::Client, "connect()"),
+        call(130, Role::Server, "accept()"),
+        call(190, Role::Server, "write(99)"),
+        call(290, Role::Client, "write(6)"),
+        call(635, Role::Server, "read() = 5"),
+        call(637, Role::Server, "close()"),
+        call(650, Role::Client, "read() = error ECONNRESET"),
+    ]
+}

@@ -384,7 +384,8 @@ impl Connection {
     }
 
     /// For each segment that caused state changes, a comment naming them, e.g.
-    /// `client ESTABLISHED → CLOSE_WAIT (rcv FIN / snd ACK)`, keyed by the segment's
+    /// `client ESTABLISHED → CLOSE_WAIT (rcv FIN / snd ACK)`, with the RST reason the
+    /// kernel gave and `inferred` where they apply, keyed by the segment's
     /// (capture time, raw seq, flags) so the captured frame can be found again (the
     /// annotated pcapng writes it as the packet's comment).
     pub fn segment_comments(&self) -> Vec<((u64, u32, u16), String)> {
@@ -396,9 +397,14 @@ impl Connection {
                     _ => continue,
                 };
                 let from = s.from.map_or("?", TcpState::name);
+                let reason = s
+                    .rst_reason
+                    .as_ref()
+                    .map(|r| format!(", reason {r}"))
+                    .unwrap_or_default();
                 let mark = if s.inferred { ", inferred" } else { "" };
                 notes[segment].push(format!(
-                    "{} {from} → {} ({}{mark})",
+                    "{} {from} → {} ({}{reason}{mark})",
                     s.role.name(),
                     s.to,
                     s.cause.explain()

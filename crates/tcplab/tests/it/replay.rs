@@ -80,8 +80,20 @@ fn several_connections_are_listed_and_chosen_by_number() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("2 connections in "), "{text}");
+    // Every state in the list is inferred, and marked so, as in the ladder.
     assert!(
-        text.contains("client CLOSED→SYN_SENT→CLOSED  server -"),
+        text.contains(
+            "client CLOSED*→SYN_SENT*→ESTABLISHED*→CLOSED*  \
+             server LISTEN*→SYN_RECV*→ESTABLISHED*→CLOSED*"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("client CLOSED*→SYN_SENT*→CLOSED*  server -"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("* inferred from the segments by the RFC 9293 rules (no kernel event)\n"),
         "{text}"
     );
 
@@ -97,6 +109,81 @@ fn several_connections_are_listed_and_chosen_by_number() {
     let out = tcplab(&["replay", file.to_str().unwrap(), "--conn", "3"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expected a number from 1 to 2"));
+}
+
+#[test]
+fn json_of_a_file_with_several_connections_lists_them_all() {
+    let out = tcplab(&["replay", fixture("rst.pcap").to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["version"], 1);
+    let conns = doc["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 2);
+    assert_eq!(
+        support::timeline_path(&conns[0], "server"),
+        ["LISTEN", "SYN_RECV", "ESTABLISHED", "CLOSED"]
+    );
+    assert_eq!(
+        support::timeline_path(&conns[1], "client"),
+        ["CLOSED", "SYN_SENT", "CLOSED"]
+    );
+}
+
+#[test]
+fn replay_writes_the_packets_back_with_the_inferred_states_as_comments() {
+    let dir = std::env::temp_dir().join(format!("tcplab-replay-pcapng-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = support::RemoveDir(dir.clone());
+    let file = dir.join("rst.pcapng");
+    let out = tcplab(&[
+        "replay",
+        fixture("rst.pcap").to_str().unwrap(),
+        "--conn",
+        "all",
+        "--pcapng",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let out = tcplab(&["capture", "-r", file.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let packets: Vec<Value> = out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(packets.len(), 8, "every packet of the file is written back");
+    assert_eq!(
+        packets[0]["comment"],
+        "client CLOSED → SYN_SENT (active OPEN (connect) / snd SYN, inferred); \
+         server LISTEN → SYN_RECV (rcv SYN / snd SYN,ACK, inferred)"
+    );
+    // The refused connect's RST, in the second connection.
+    assert_eq!(
+        packets[7]["comment"],
+        "client SYN_SENT → CLOSED (rcv RST (refused), SYN timeout, or CLOSE, inferred)"
+    );
+    // The data segments changed no state: no comment.
+    assert!(packets[3].get("comment").is_none_or(Value::is_null));
+    // Replaying the annotated file infers the same paths as the original.
+    let again = tcplab(&["replay", file.to_str().unwrap(), "--json"]);
+    let original = tcplab(&["replay", fixture("rst.pcap").to_str().unwrap(), "--json"]);
+    let paths = |out: &std::process::Output| -> Vec<Vec<String>> {
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| {
+                [
+                    support::timeline_path(c, "client"),
+                    support::timeline_path(c, "server"),
+                ]
+            })
+            .collect()
+    };
+    assert_eq!(paths(&again), paths(&original));
 }
 
 #[test]
