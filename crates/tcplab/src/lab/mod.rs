@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tcplab_core::expect;
+use tcplab_core::render::ladder;
 use tcplab_core::timeline::{self, Connection};
 
 use crate::view::ViewArgs;
@@ -129,8 +130,13 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             ),
         }
     }
+    // Lines around the ladder wrap to its width, as its footnotes do.
+    let width = args.view.width();
+    let mut say = |text: &str| -> std::io::Result<()> {
+        write!(stdout, "{}", ladder::paragraph(text, width, 4))
+    };
     if args.view.ladder() {
-        writeln!(stdout, "{title}")?;
+        say(&title)?;
         let place_text = match &place {
             Place::Namespace(_) => "a private network namespace (deleted afterwards)",
             Place::TwoHost(_) => {
@@ -139,12 +145,12 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             Place::Loopback => "this machine's loopback",
         };
         match &place_note {
-            Some(why) => writeln!(stdout, "ran in {place_text} ({why})")?,
-            None => writeln!(stdout, "ran in {place_text}")?,
+            Some(why) => say(&format!("ran in {place_text} ({why})"))?,
+            None => say(&format!("ran in {place_text}"))?,
         }
         // What was lost, in one line.
         if !observed.missing.is_empty() {
-            writeln!(stdout, "not shown: {}", observed.missing.join("; "))?;
+            say(&format!("not shown: {}", observed.missing.join("; ")))?;
         }
         let value = |name: &str| {
             let v = observed.kernel.get(name).map_or("?", String::as_str);
@@ -152,22 +158,22 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         };
         if !scenario.params.is_empty() {
             let shown: Vec<String> = scenario.params.iter().map(|n| value(n)).collect();
-            writeln!(stdout, "kernel: {}", shown.join(" "))?;
+            say(&format!("kernel: {}", shown.join(" ")))?;
         }
         if !scenario.sysctls.is_empty() {
             let set: Vec<String> = scenario.sysctls.iter().map(|(n, _)| value(n)).collect();
-            writeln!(
-                stdout,
+            say(&format!(
                 "kernel, set inside the run's namespace: {}",
                 set.join(" ")
-            )?;
+            ))?;
         }
-        writeln!(stdout)?;
+        say("")?;
     }
-    args.view.print(&mut stdout, std::slice::from_ref(&conn))?;
+    args.view
+        .print(&mut std::io::stdout().lock(), std::slice::from_ref(&conn))?;
     if args.view.ladder() {
         if let Some(err) = &observed.client_error {
-            writeln!(stdout, "client saw: {err}")?;
+            say(&format!("client saw: {err}"))?;
         }
         for f in findings(scenario, &observed, &conn) {
             let mark = if f.ok {
@@ -175,7 +181,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 "  (not as the textbook says)"
             };
-            writeln!(stdout, "{}: {}{mark}", f.what, f.seen)?;
+            say(&format!("{}: {}{mark}", f.what, f.seen))?;
         }
         for role in [timeline::Role::Client, timeline::Role::Server] {
             if args.wait_time_wait
@@ -183,11 +189,10 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             {
                 continue;
             }
-            writeln!(
-                stdout,
+            say(&format!(
                 "{} TIME_WAIT lasts 60 s (2MSL on Linux): --wait-time-wait shows its end",
                 role.name()
-            )?;
+            ))?;
         }
     }
     if args.check {

@@ -592,12 +592,19 @@ fn without_privileges_the_lab_falls_back_and_says_what_is_lost() {
         text.contains("\nran in this machine's loopback (no private network namespace"),
         "{text}"
     );
-    // What is lost: one line.
+    // What is lost: one line (wrapped to the width, its continuations indented).
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("not shown:")).count(),
+        1,
+        "{text}"
+    );
     let lost: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("not shown:"))
+        .skip_while(|l| !l.starts_with("not shown:"))
+        .take_while(|l| l.starts_with("not shown:") || l.starts_with("    "))
+        .map(str::trim)
         .collect();
-    assert_eq!(lost.len(), 1, "{text}");
+    let lost = [lost.join(" ")];
     for said in [
         "segments (no packet capture",
         "it needs CAP_NET_RAW",

@@ -162,7 +162,7 @@ fn replay_writes_the_packets_back_with_the_inferred_states_as_comments() {
     // The refused connect's RST, in the second connection.
     assert_eq!(
         packets[7]["comment"],
-        "client SYN_SENT → CLOSED (rcv RST (refused), SYN timeout, or CLOSE, inferred)"
+        "client SYN_SENT → CLOSED (rcv RST (refused), inferred)"
     );
     // The data segments changed no state: no comment.
     assert!(packets[3].get("comment").is_none_or(Value::is_null));
