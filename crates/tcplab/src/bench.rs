@@ -69,7 +69,7 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub conns: u32,
     /// Seconds to measure (idle: seconds to hold the connections).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::seconds::parse, allow_negative_numbers = true)]
     pub duration: f64,
     /// Stop after this many operations instead of after --duration.
     #[arg(long, conflicts_with = "duration")]
@@ -78,10 +78,10 @@ pub struct Args {
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub message_size: u32,
     /// Seconds of load before measuring starts (not counted).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = crate::seconds::parse, allow_negative_numbers = true)]
     pub warmup: f64,
     /// Seconds to wait for any one connect, read or write before counting a timeout.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = crate::seconds::parse, allow_negative_numbers = true)]
     pub timeout: f64,
     /// Print one JSON object with every figure instead of text.
     #[arg(long)]
@@ -98,7 +98,7 @@ pub struct Args {
     /// Also report the rate of every interval of SECS of the measured time, as
     /// `iperf -i` does: a line each on stderr as it ends (with --json: the `intervals`
     /// array, each with its end in Unix time to line it up with other events).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = crate::seconds::parse, allow_negative_numbers = true)]
     pub interval: Option<f64>,
 }
 

@@ -60,7 +60,7 @@ pub struct Args {
     #[arg(short = 'c', value_name = "N")]
     pub count: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = crate::seconds::parse, allow_negative_numbers = true)]
     pub duration: Option<f64>,
     /// Filter words, e.g. `tcp and port 54321`.
     #[arg(

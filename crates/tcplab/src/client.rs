@@ -61,7 +61,7 @@ pub struct Args {
     #[arg(long)]
     pub crlf: bool,
     /// Seconds to wait for the connection and for each reply.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::seconds::parse, allow_negative_numbers = true)]
     pub timeout: f64,
     /// Lines of banner to wait for before sending (0: do not wait).
     #[arg(long, default_value_t = BANNER_LINES)]
@@ -115,8 +115,14 @@ pub struct Script {
     pub pace: Duration,
 }
 
-/// Why a scripted session failed, in TCP terms.
+/// Why a scripted session failed, in TCP terms, once the connection is established.
 fn io_failure(what: &str, err: io::Error) -> Failure {
+    failure(what, err, false)
+}
+
+/// Why `what` failed, in TCP terms. `connecting`: during connect(), where a timeout
+/// means the handshake never completed, not a silent server.
+fn failure(what: &str, err: io::Error, connecting: bool) -> Failure {
     let code = match err.kind() {
         io::ErrorKind::ConnectionRefused => exit::REFUSED,
         io::ErrorKind::ConnectionReset
@@ -133,8 +139,12 @@ fn io_failure(what: &str, err: io::Error) -> Failure {
         exit::RESET => "connection reset by peer (the server sent RST: it aborted, closed with \
                         unread data, or the socket no longer exists)"
             .to_string(),
-        exit::TIMEOUT => "timed out (no answer in time: for a connect, the SYN or its SYN,ACK \
-                          was lost or dropped; for a reply, the server did not answer)"
+        exit::TIMEOUT if connecting => "timed out (no SYN,ACK in time: the SYN or its answer \
+                                        was lost or dropped, e.g. by a firewall or because \
+                                        the listener's accept queue is full)"
+            .to_string(),
+        exit::TIMEOUT => "timed out (the connection is established but the server sent \
+                          nothing in time: it did not answer)"
             .to_string(),
         _ => err.to_string(),
     };
@@ -153,7 +163,7 @@ pub fn resolve(target: &str) -> Result<SocketAddr, Failure> {
 /// Opens the connection: socket(), optional TCP_NODELAY, connect() with a deadline.
 pub fn open(addr: SocketAddr, timeout: Duration, nodelay: bool) -> Result<TcpStream, Failure> {
     let stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| io_failure(&format!("connect {addr}"), e))?;
+        .map_err(|e| failure(&format!("connect {addr}"), e, true))?;
     if nodelay {
         stream
             .set_nodelay(true)
@@ -471,5 +481,36 @@ fn copy_to_stdout(mut reader: TcpStream) -> io::Result<()> {
         };
         stdout.write_all(&buf[..n])?;
         stdout.flush()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--nodelay` reaches the socket: read TCP_NODELAY back from the kernel.
+    #[test]
+    fn open_sets_tcp_nodelay_only_when_asked() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let timeout = Duration::from_secs(5);
+        let with = open(addr, timeout, true).unwrap();
+        assert!(with.nodelay().unwrap(), "--nodelay: TCP_NODELAY is on");
+        let without = open(addr, timeout, false).unwrap();
+        assert!(!without.nodelay().unwrap(), "no --nodelay: Nagle stays on");
+    }
+
+    #[test]
+    fn a_timeout_is_told_apart_by_phase() {
+        let timed_out = || io::Error::from(io::ErrorKind::WouldBlock);
+        let connect = failure("connect 192.0.2.1:9", timed_out(), true);
+        assert_eq!(connect.code, exit::TIMEOUT);
+        assert!(connect.message.contains("no SYN,ACK in time"), "{connect}");
+        let read = io_failure("read from 127.0.0.1:9", timed_out());
+        assert_eq!(read.code, exit::TIMEOUT);
+        assert!(
+            read.message.contains("the server sent nothing in time"),
+            "{read}"
+        );
     }
 }

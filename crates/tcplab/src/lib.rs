@@ -29,6 +29,7 @@ pub mod log;
 pub mod netns;
 pub mod probe;
 pub mod replay;
+pub mod seconds;
 pub mod server;
 pub mod sysctl;
 pub mod tunwire;

@@ -70,13 +70,13 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = crate::seconds::parse, allow_negative_numbers = true)]
     pub duration: Option<f64>,
     /// At exit, print sockets per state, transitions seen and events lost.
     #[arg(long)]
     pub summary: bool,
     /// Report sockets in CLOSE_WAIT, FIN_WAIT2 or SYN_RECV for longer than SECS.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = crate::seconds::parse, allow_negative_numbers = true)]
     pub stuck: Option<f64>,
     /// sock_diag poll interval in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 20)]

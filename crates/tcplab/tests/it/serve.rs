@@ -370,47 +370,227 @@ fn listens_on_ipv6_loopback() {
     client.echo("over v6");
 }
 
+/// A server started with its stderr (the connection log) piped, read line by line on a
+/// thread so that a test waits for a log line with a deadline instead of sleeping.
+struct LoggingServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every log line received so far, in order.
+    seen: Vec<String>,
+}
+
+impl LoggingServer {
+    fn start() -> LoggingServer {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(support::tcplab_bin())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first.trim()["listening on ".len()..].parse().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LoggingServer {
+            child,
+            addr,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most [`TIMEOUT`]) for the log line `{peer} {event}`, keeping every line.
+    #[track_caller]
+    fn wait_for(&mut self, peer: &str, event: &str) {
+        let wanted = format!("{peer} {event}");
+        let deadline = Instant::now() + TIMEOUT;
+        while !self.seen.iter().any(|l| l.ends_with(&wanted)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "no log line {wanted:?} within {TIMEOUT:?}: {:#?}",
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// The log lines of `peer`, each checked for a time of day (HH:MM:SS.uuuuuu) and the
+    /// peer, returned without the time.
+    #[track_caller]
+    fn lines_of(&self, peer: &str) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter(|l| l.split(' ').nth(1) == Some(peer))
+            .map(|l| {
+                let (stamp, rest) = l.split_once(' ').unwrap();
+                let b = stamp.as_bytes();
+                let digits = [0, 1, 3, 4, 6, 7, 9, 10, 11, 12, 13, 14];
+                assert!(
+                    b.len() == 15
+                        && b[2] == b':'
+                        && b[5] == b':'
+                        && b[8] == b'.'
+                        && digits.iter().all(|&i| b[i].is_ascii_digit()),
+                    "no HH:MM:SS.uuuuuu time at the start of {l:?}"
+                );
+                rest.to_string()
+            })
+            .collect()
+    }
+}
+
+impl Drop for LoggingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn logs_each_connection_event_with_timestamp_and_peer() {
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(support::tcplab_bin())
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
-    let addr: SocketAddr = first.trim()["listening on ".len()..].parse().unwrap();
-    let mut client = Client::new(addr);
-    let peer = client.stream.local_addr().unwrap().to_string();
-    client.echo("hello");
-    client.send(b"shutdown\n");
-    client.expect_eof();
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-    let ours: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains(&peer))
-        .map(|l| l.split_once(' ').unwrap().1)
-        .collect();
-    assert_eq!(
-        ours,
-        [
-            format!("{peer} accepted (1 open)"),
-            format!("{peer} line 'hello'"),
-            format!("{peer} shutdown"),
-            format!("{peer} closed: server closed first (client sent 'shutdown')"),
-        ]
+    let mut server = LoggingServer::start();
+    // Each client ends before the next starts (we wait for its `closed` line), so each
+    // is accepted with 1 open.
+
+    // quit: the server closes first.
+    let mut quitter = Client::new(server.addr);
+    let quit_peer = quitter.stream.local_addr().unwrap().to_string();
+    quitter.echo("hello");
+    quitter.send(b"quit\n");
+    quitter.expect_eof();
+    server.wait_for(
+        &quit_peer,
+        "closed: server closed first (client sent 'quit')",
     );
-    // Each line starts with a time of day: HH:MM:SS.uuuuuu
-    let stamp = log.lines().next().unwrap().split(' ').next().unwrap();
-    assert_eq!(stamp.len(), 15, "{stamp}");
+
+    // Half-close: the client's FIN first, its reply still arrives, then the server's FIN.
+    let mut halver = Client::new(server.addr);
+    let eof_peer = halver.stream.local_addr().unwrap().to_string();
+    halver.send(b"bye\n");
+    halver.stream.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(halver.expect_eof(), b"You said 'bye'.\n");
+    server.wait_for(
+        &eof_peer,
+        "closed: client closed first (EOF), server closed at once",
+    );
+
+    // Reset: SO_LINGER {on, 0} then close() sends RST instead of FIN.
+    let mut resetter = Client::new(server.addr);
+    let reset_peer = resetter.stream.local_addr().unwrap().to_string();
+    resetter.echo("x");
+    socket2::SockRef::from(&resetter.stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(resetter);
+    server.wait_for(&reset_peer, "closed: client reset the connection (RST)");
+
+    // shutdown from loopback: this client is closed, then the server exits 0.
+    let mut stopper = Client::new(server.addr);
+    let stop_peer = stopper.stream.local_addr().unwrap().to_string();
+    stopper.echo("hello");
+    stopper.send(b"shutdown\n");
+    stopper.expect_eof();
+    server.wait_for(
+        &stop_peer,
+        "closed: server closed first (client sent 'shutdown')",
+    );
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+
+    let expect = |peer: &str, events: &[&str]| {
+        let want: Vec<String> = events.iter().map(|e| format!("{peer} {e}")).collect();
+        assert_eq!(server.lines_of(peer), want, "log of {peer}");
+    };
+    expect(
+        &quit_peer,
+        &[
+            "accepted (1 open)",
+            "line 'hello'",
+            "quit",
+            "closed: server closed first (client sent 'quit')",
+        ],
+    );
+    expect(
+        &eof_peer,
+        &[
+            "accepted (1 open)",
+            "line 'bye'",
+            "eof",
+            "closed: client closed first (EOF), server closed at once",
+        ],
+    );
+    // The reset is the close: one line says both.
+    expect(
+        &reset_peer,
+        &[
+            "accepted (1 open)",
+            "line 'x'",
+            "closed: client reset the connection (RST)",
+        ],
+    );
+    expect(
+        &stop_peer,
+        &[
+            "accepted (1 open)",
+            "line 'hello'",
+            "shutdown",
+            "closed: server closed first (client sent 'shutdown')",
+        ],
+    );
+}
+
+#[test]
+fn max_line_accepts_the_limit_and_rejects_one_byte_more() {
+    let server = Server::start(&["--max-line", "4"]);
+    let mut client = Client::new(server.addr);
+    client.echo("abcd");
+    client.send(b"abcde\n");
+    client.expect(tcplab_core::protocol::TOO_LONG_REPLY);
+    // The connection goes on; \r\n is a terminator, not part of the line.
+    client.send(b"wxyz\r\n");
+    client.expect(b"You said 'wxyz'.\n");
+    client.send(b"quit\n");
+    client.expect_eof();
+}
+
+#[test]
+fn reuseport_lets_two_servers_share_a_port_and_without_it_the_second_fails() {
+    let first = Server::start(&["--reuseport"]);
+    let port = first.addr.port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let second = Server::start_with(&["--listen", &listen, "--quiet", "--reuseport"], &[]);
+    assert_eq!(second.addr, first.addr);
+    // The kernel spreads connections over both; every one is served.
+    for _ in 0..4 {
+        Client::new(first.addr).echo("shared");
+    }
+
+    let alone = Server::start(&[]);
+    let taken = alone.addr.to_string();
+    let out = support::tcplab("serve", &["--listen", &taken, "--quiet"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!(
+            "tcplab: listen on {taken}: Address already in use (os error 98) (another socket \
+             holds this port; `ss -tanp sport = :PORT` shows it. A TIME_WAIT socket blocks the \
+             port unless both old and new sockets set SO_REUSEADDR)"
+        )
+    );
+    assert!(out.stdout.is_empty(), "no `listening on` line: {out:?}");
 }
