@@ -39,6 +39,19 @@ fn role_color(role: Role) -> &'static str {
     }
 }
 
+/// Characters of 12 px monospace text that fit in the lane between the two endpoints.
+const LANE_CHARS: usize = ((SERVER_X - CLIENT_X - 40.0) / 7.3) as usize;
+
+/// `text` cut to `max` characters, ending in `…` when cut.
+fn fit(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// The ladder diagram of one connection as an SVG document.
 pub fn ladder(conn: &Connection) -> String {
     let rows = conn.entries.len() as f64;
@@ -99,12 +112,24 @@ pub fn ladder(conn: &Connection) -> String {
                     ""
                 };
                 let x_end = if seg.lost { (x1 + x2) / 2.0 } else { x2 };
+                let _ = write!(label, " win={}", sg.window);
                 // Escaped as in the terminal ladder: `\r\n` stay readable.
                 let preview = super::ladder::escape(&sg.payload);
+                let title = if preview.is_empty() {
+                    label.clone()
+                } else {
+                    format!("{label} \"{preview}\"")
+                };
+                // As much of the payload as the lane has room for, as the terminal ladder
+                // shows it; all of it in the tooltip.
+                let room = LANE_CHARS.saturating_sub(label.chars().count() + 3);
+                if !preview.is_empty() && room >= 4 {
+                    let _ = write!(label, " \"{}\"", fit(&preview, room));
+                }
                 let _ = writeln!(
                     s,
                     r##"<g><title>{title}</title><line x1="{x1}" y1="{y1}" x2="{x_end}" y2="{y}" stroke="{color}" stroke-width="1.6"{dash} marker-end="url(#arrow)"/><text x="{mid}" y="{ty}" text-anchor="middle" fill="{color}">{label}</text></g>"##,
-                    title = xml(&format!("{label} win={} {preview}", sg.window)),
+                    title = xml(&title),
                     y1 = y - ROW * 0.6,
                     mid = (CLIENT_X + SERVER_X) / 2.0,
                     ty = y - ROW * 0.3 - 5.0,
@@ -118,9 +143,11 @@ pub fn ladder(conn: &Connection) -> String {
                 }
             }
             Item::State(st) => {
-                let (x, anchor) = match st.role {
-                    Role::Client => (CLIENT_X - 10.0, "end"),
-                    Role::Server => (SERVER_X + 10.0, "start"),
+                // The name outside the endpoint's line, the cause beside it in the lane,
+                // as the terminal ladder writes them.
+                let (x, anchor, cause_x, cause_anchor) = match st.role {
+                    Role::Client => (CLIENT_X - 10.0, "end", CLIENT_X + 10.0, "start"),
+                    Role::Server => (SERVER_X + 10.0, "start", SERVER_X - 10.0, "end"),
                 };
                 let mark = if st.inferred { "*" } else { "" };
                 let mut cause = match &st.cause {
@@ -133,7 +160,8 @@ pub fn ladder(conn: &Connection) -> String {
                 any_inferred |= st.inferred;
                 let _ = writeln!(
                     s,
-                    r##"<g><title>{title}</title><text x="{x}" y="{y}" text-anchor="{anchor}" font-weight="bold" fill="{color}">{name}{mark}</text></g>"##,
+                    r##"<g><title>{title}</title><text x="{x}" y="{y}" text-anchor="{anchor}" font-weight="bold" fill="{color}">{name}{mark}</text><text x="{cause_x}" y="{y}" text-anchor="{cause_anchor}" font-size="11" fill="#555">{shown}</text></g>"##,
+                    shown = xml(&fit(&cause, LANE_CHARS)),
                     title = xml(&format!(
                         "{} → {}: {cause}{}",
                         st.from.map_or("?", TcpState::name),
