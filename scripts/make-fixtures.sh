@@ -199,6 +199,11 @@ echo "crafted frames"
 python3 scripts/fixtures/craft.py "$OUT/crafted.pcap"
 fi
 
+if want crafted6; then
+echo "crafted IPv6 extension headers"
+python3 scripts/fixtures/craft6.py "$OUT/crafted6.pcap"
+fi
+
 echo "expectations"
 FIELDS=(frame.number frame.len frame.cap_len ip.src ipv6.src tcp.srcport tcp.dstport
     tcp.flags tcp.seq tcp.seq_raw tcp.ack tcp.ack_raw tcp.len tcp.window_size_value

@@ -27,6 +27,7 @@ const FIXTURES: &[&str] = &[
     "sack-loss.pcap",
     "tfo.pcap",
     "crafted.pcap",
+    "crafted6.pcap",
 ];
 
 fn dir() -> PathBuf {

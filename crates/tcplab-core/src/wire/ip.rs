@@ -375,7 +375,8 @@ pub fn parse_v6(b: &[u8]) -> Result<Ip<'_>, Short> {
     Ok(Ip::V6(h))
 }
 
-/// Name of an IPv6 extension header or upper-layer protocol, as tcpdump prints it.
+/// Name of an IPv6 extension header or upper-layer protocol, as tcpdump prints it
+/// (its table has no name for destination options, 60: `unknown`).
 pub fn protocol_name(p: u8) -> &'static str {
     match p {
         0 => "Options",
@@ -383,11 +384,39 @@ pub fn protocol_name(p: u8) -> &'static str {
         6 => "TCP",
         17 => "UDP",
         43 => "Routing",
-        44 => "Frag",
+        44 => "Fragment",
         51 => "AH",
         58 => "ICMP6",
         59 => "NONE",
-        60 => "DSTOPT",
         _ => "unknown",
     }
+}
+
+/// The final destination of an IPv6 packet whose bytes (from the fixed header on)
+/// are `b`, for the TCP/UDP pseudo-header (RFC 8200 8.1): with a routing header,
+/// the last address of a type 0 or 2 header, or the first segment (RFC 8754) of a
+/// type 4 one; otherwise the destination address.
+pub fn final_destination(b: &[u8], h: &Ipv6Header) -> Ipv6Addr {
+    let mut off = 40usize;
+    for &kind in h.extensions.iter().take(usize::from(h.ext_count)) {
+        let len = usize::from(b.get(off + 1).copied().unwrap_or(0));
+        if kind == 43 {
+            let at = match b.get(off + 2) {
+                Some(0 | 2) if len >= 2 => Some(off + 8 + 16 * (len / 2 - 1)),
+                Some(4) if len >= 2 => Some(off + 8),
+                _ => None,
+            };
+            if let Some(a) = at.and_then(|at| b.get(at..at + 16)) {
+                let mut x = [0u8; 16];
+                x.copy_from_slice(a);
+                return Ipv6Addr::from(x);
+            }
+        }
+        off += match kind {
+            44 => 8,
+            51 => (len + 2) * 4,
+            _ => (len + 1) * 8,
+        };
+    }
+    h.dst
 }
