@@ -359,3 +359,44 @@ fn sack_loss_has_sack_blocks_agreeing_with_tshark_and_a_retransmission() {
     assert!(sack_blocks >= 1, "{name}: no SACK block");
     assert!(retransmissions >= 1, "{name}: no retransmission");
 }
+
+/// `--json` lists the IPv6 extension headers of each packet, with the fragment and
+/// routing fields tcpdump shows in its line (checked against tcpdump above).
+#[test]
+fn json_lists_ipv6_extension_headers() {
+    let opts = ViewOptions {
+        json: true,
+        ..ViewOptions::default()
+    };
+    let out = render("crafted6.pcap", opts);
+    let ext: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["ipv6_extensions"].clone())
+        .collect();
+    assert_eq!(
+        ext[0],
+        serde_json::json!([
+            {"header": 60, "name": "destination-options", "length": 8},
+            {"header": 44, "name": "fragment", "length": 8, "offset": 0, "more": true, "id": 0x1234},
+        ])
+    );
+    assert_eq!(
+        ext[1],
+        serde_json::json!([
+            {"header": 44, "name": "fragment", "length": 8, "offset": 64, "more": false, "id": 0x1234},
+        ])
+    );
+    assert_eq!(
+        ext[2],
+        serde_json::json!([
+            {"header": 43, "name": "routing", "length": 24, "routing_type": 4, "segments_left": 0},
+        ])
+    );
+    assert_eq!(
+        ext[6],
+        serde_json::json!([
+            {"header": 0, "name": "hop-by-hop", "length": 8},
+            {"header": 60, "name": "destination-options", "length": 8},
+        ])
+    );
+}
