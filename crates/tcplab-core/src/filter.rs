@@ -77,6 +77,9 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     /// Not.
     Not(Box<Expr>),
+    /// A term as written, with the 1-based column it starts at: an error found
+    /// while compiling (a program too long for the kernel) names it.
+    At(usize, Box<Expr>),
 }
 
 struct Token {
@@ -187,7 +190,10 @@ impl Parser {
                 self.pos += 1;
                 Ok(e)
             }
-            Some(_) => self.prim(),
+            Some(_) => {
+                let column = self.column();
+                Ok(Expr::At(column, Box::new(self.prim()?)))
+            }
             None => self.err("expected a filter term (tcp, port N, host ADDR, ...)"),
         }
     }
@@ -291,7 +297,7 @@ pub fn parse(words: &[String]) -> Result<Option<Expr>, FilterError> {
 }
 
 mod bpf;
-pub use bpf::{Ancillary, CompileOptions, Insn, Program};
+pub use bpf::{Ancillary, CompileOptions, Insn, Program, MAX_INSNS};
 
 #[cfg(test)]
 mod tests;

@@ -156,7 +156,8 @@ fn read_file(args: &Args, path: &PathBuf, expr: Option<&filter::Expr>) -> anyhow
             drop_outgoing_on: None,
             snaplen: u32::MAX,
         },
-    )?;
+    )
+    .context("compiling the filter")?;
     let mut reader = Reader::new(&bytes).with_context(|| format!("reading {}", path.display()))?;
     let mut r = renderer(args);
     let stdout = io::stdout();
@@ -257,7 +258,8 @@ struct Sink<'a> {
     linktype: u32,
     seen: u64,
     limit: u64,
-    last_flush: Instant,
+    /// When the oldest packet not yet flushed to the file was read from the ring.
+    unflushed_since: Option<Instant>,
 }
 
 impl Sink<'_> {
@@ -267,13 +269,16 @@ impl Sink<'_> {
         }
         self.seen += 1;
         match self.writer.as_mut() {
-            Some(w) => w.write_packet(&OutPacket {
-                ts_ns: p.ts_ns,
-                data: p.data,
-                orig_len: p.orig_len,
-                direction: p.direction,
-                comment: None,
-            }),
+            Some(w) => {
+                self.unflushed_since.get_or_insert_with(Instant::now);
+                w.write_packet(&OutPacket {
+                    ts_ns: p.ts_ns,
+                    data: p.data,
+                    orig_len: p.orig_len,
+                    direction: p.direction,
+                    comment: None,
+                })
+            }
             None => {
                 let frame = Frame {
                     ts_ns: p.ts_ns,
@@ -293,37 +298,61 @@ impl Sink<'_> {
         }
     }
 
-    /// A live view shows each block as it arrives; a file is flushed each second, so
-    /// a SIGKILL loses at most the last second.
+    /// A live view shows each block as it arrives; a file is flushed at the latest
+    /// [`FILE_FLUSH_AFTER`] after a packet was read from the ring, so a SIGKILL loses
+    /// at most the packets of the last second (see [`capture_loop`]).
     fn flush(&mut self, force: bool) -> io::Result<()> {
         if !self.buf.is_empty() {
             self.out.write_all(&self.buf)?;
             self.out.flush()?;
             self.buf.clear();
         }
+        let due = self.flush_due();
         if let Some(w) = self.writer.as_mut() {
-            if force || self.last_flush.elapsed() >= Duration::from_secs(1) {
+            if force || due.is_some_and(|d| Instant::now() >= d) {
                 w.flush()?;
-                self.last_flush = Instant::now();
+                self.unflushed_since = None;
             }
         }
         Ok(())
     }
+
+    /// When the file must next be flushed, if it holds packets not yet flushed.
+    fn flush_due(&self) -> Option<Instant> {
+        self.unflushed_since.map(|t| t + FILE_FLUSH_AFTER)
+    }
 }
 
+/// How long a packet read from the ring may wait in memory before the file is
+/// flushed.
+const FILE_FLUSH_AFTER: Duration = Duration::from_secs(1);
+
+/// Reads the ring until the count, the deadline or a signal.
+///
+/// SIGKILL bound: a packet reaches us when the kernel retires its ring block, at
+/// most [`probe::BLOCK_TIMEOUT_MS`] after it arrived (a block is handed over when
+/// full or when its timer expires, so none sits unretired longer). From then, the
+/// file is flushed within [`FILE_FLUSH_AFTER`]: the wait for the next block never
+/// runs past the flush due, so the flush happens on time even when no packet
+/// follows. A packet that arrived more than 1 s + the block timeout (10 ms) before
+/// a SIGKILL is in the file.
 fn capture_loop(
     cap: &mut Capture,
     sink: &mut Sink<'_>,
     deadline: Option<Instant>,
 ) -> io::Result<()> {
     while sink.seen < sink.limit && !STOP.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        // 200 ms at most, to notice a stop signal that did not interrupt poll().
         let mut wait = Duration::from_millis(200);
         if let Some(d) = deadline {
-            let now = Instant::now();
             if now >= d {
                 break;
             }
             wait = wait.min(d - now);
+        }
+        if let Some(due) = sink.flush_due() {
+            wait = wait.min(due.saturating_duration_since(now));
         }
         cap.next_block(wait, |p| sink.packet(p))?;
         sink.flush(false)?;
@@ -370,6 +399,13 @@ fn live(args: &Args, expr: Option<&filter::Expr>) -> anyhow::Result<ExitCode> {
         args.interface,
         probe::SNAPLEN
     );
+    if cap.filters_in_userland() {
+        eprintln!(
+            "tcplab: the filter's program is too large for the kernel's socket option \
+             memory (net.core.optmem_max); filtering in tcplab instead (slower; the \
+             \"received by filter\" count includes the packets it rejects)"
+        );
+    }
     let stdout = io::stdout();
     let mut sink = Sink {
         writer,
@@ -379,7 +415,7 @@ fn live(args: &Args, expr: Option<&filter::Expr>) -> anyhow::Result<ExitCode> {
         linktype: cap.linktype(),
         seen: 0,
         limit: args.count.unwrap_or(u64::MAX),
-        last_flush: Instant::now(),
+        unflushed_since: None,
     };
     let result = capture_loop(&mut cap, &mut sink, deadline);
     let stats = cap.stats().unwrap_or_default();

@@ -79,10 +79,16 @@ enum Target {
     Label(usize),
 }
 
+/// The kernel's limit on a classic BPF program (`BPF_MAXINSNS`).
+pub const MAX_INSNS: usize = 4096;
+
 struct Gen {
-    code: Vec<(u16, Target, Target, u32)>,
+    /// Instructions with symbolic targets, and the column of the term each is for.
+    code: Vec<(u16, Target, Target, u32, Option<usize>)>,
     labels: Vec<Option<usize>>,
     n: u32,
+    /// Column of the term being compiled.
+    column: Option<usize>,
 }
 
 impl Gen {
@@ -94,10 +100,11 @@ impl Gen {
         self.labels[l] = Some(self.code.len());
     }
     fn op(&mut self, code: u16, k: u32) {
-        self.code.push((code, Target::Next, Target::Next, k));
+        self.code
+            .push((code, Target::Next, Target::Next, k, self.column));
     }
     fn jump(&mut self, op: u16, k: u32, t: Target, f: Target) {
-        self.code.push((JMP | op | K, t, f, k));
+        self.code.push((JMP | op | K, t, f, k, self.column));
     }
     fn ld_proto(&mut self) {
         self.op(LD | W | ABS, AD_PROTOCOL);
@@ -146,6 +153,10 @@ impl Gen {
                 self.compile(b, t, f);
             }
             Expr::Not(a) => self.compile(a, f, t),
+            Expr::At(column, a) => {
+                self.column = Some(*column);
+                self.compile(a, t, f);
+            }
             Expr::Ip4 => {
                 self.ld_proto();
                 self.jump(JEQ, ETH_IPV4, tl, fl);
@@ -231,13 +242,182 @@ impl Gen {
     }
 }
 
+/// One instruction placed in the program: an instruction of [`Gen`] (id = its
+/// index there) or a trampoline (`BPF_JA`) added so that a conditional jump, whose
+/// offsets are 8 bits, reaches a target more than 255 instructions ahead.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    id: usize,
+    /// Ids of the targets (for a trampoline: `jt` is where it jumps).
+    jt: usize,
+    jf: usize,
+}
+
+/// Places the instructions, adding trampolines until every conditional jump reaches
+/// its targets, and resolves targets to offsets.
+///
+/// Each jump too far gets a trampoline right after it (a conditional jump never
+/// falls through, so nothing else lands there), unless a trampoline to the same
+/// target already sits within its reach. Adding some moves what follows and can push
+/// other jumps out of reach, so passes repeat until none is too far (a jump given a
+/// trampoline right after it stays in reach, so this ends). Jumps only go forward,
+/// so trampolines do too.
+fn layout(g: &Gen) -> Result<Program, FilterError> {
+    let n = g.code.len();
+    let resolve = |i: usize, t: Target| match t {
+        Target::Next => i + 1,
+        Target::Label(l) => g.labels[l].unwrap_or(i + 1),
+    };
+    let is_cond = |code: u16| code & 0x07 == JMP && code & 0xf0 != JA;
+    let mut placed: Vec<Placed> = g
+        .code
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, t, f, _, _))| Placed {
+            id: i,
+            jt: resolve(i, t),
+            jf: resolve(i, f),
+        })
+        .collect();
+    // Id n is the program's end (a jump past the last instruction). Trampoline ids
+    // start at n + 1: `tramp_to[id - n - 1]` is the id the trampoline jumps to and
+    // `tramp_col` the column of the term whose jump needed it.
+    let mut tramp_to: Vec<usize> = Vec::new();
+    let mut tramp_col: Vec<Option<usize>> = Vec::new();
+    let is_tramp = |id: usize| id > n;
+    // Position by id.
+    let mut pos = Vec::new();
+    loop {
+        pos.resize(n + 1 + tramp_to.len(), 0);
+        for (p, item) in placed.iter().enumerate() {
+            pos[item.id] = p;
+        }
+        pos[n] = placed.len();
+        // One pass: every jump out of reach at the current positions gets its
+        // trampoline; the next pass sees what the insertions pushed out of reach.
+        let mut out = Vec::with_capacity(placed.len() + 16);
+        for (p, &item) in placed.iter().enumerate() {
+            let mut item = item;
+            let mut added = Vec::new();
+            if !is_tramp(item.id) && is_cond(g.code[item.id].0) {
+                for branch in [&mut item.jt, &mut item.jf] {
+                    if pos[*branch].saturating_sub(p + 1) <= 255 {
+                        continue;
+                    }
+                    // The final target (a trampoline never jumps to a trampoline).
+                    let dest = if is_tramp(*branch) {
+                        tramp_to[*branch - n - 1]
+                    } else {
+                        *branch
+                    };
+                    let near = placed[p + 1..placed.len().min(p + 257 - added.len())]
+                        .iter()
+                        .chain(added.iter())
+                        .find(|q| is_tramp(q.id) && tramp_to[q.id - n - 1] == dest)
+                        .map(|q| q.id);
+                    *branch = near.unwrap_or_else(|| {
+                        let id = n + 1 + tramp_to.len();
+                        tramp_to.push(dest);
+                        tramp_col.push(g.code[item.id].4);
+                        added.push(Placed {
+                            id,
+                            jt: dest,
+                            jf: dest,
+                        });
+                        id
+                    });
+                }
+            }
+            out.push(item);
+            out.extend(added);
+        }
+        let changed = out.len() != placed.len()
+            || out
+                .iter()
+                .zip(&placed)
+                .any(|(a, b)| (a.jt, a.jf) != (b.jt, b.jf));
+        placed = out;
+        if !changed {
+            break;
+        }
+    }
+    if placed.len() > MAX_INSNS {
+        // The term whose code crosses the limit (trampolines count for the term whose
+        // jump needed them); the closing returns belong to the last term.
+        let column_of = |item: &Placed| {
+            if is_tramp(item.id) {
+                tramp_col[item.id - n - 1]
+            } else {
+                g.code[item.id].4
+            }
+        };
+        let column = placed[MAX_INSNS..]
+            .iter()
+            .find_map(column_of)
+            .or_else(|| placed.iter().rev().find_map(column_of))
+            .unwrap_or(1);
+        return Err(FilterError {
+            column,
+            message: format!(
+                "filter too long: its program needs {} instructions, more than the \
+                 kernel's limit of {MAX_INSNS}; it passes the limit in this term",
+                placed.len()
+            ),
+        });
+    }
+    let insns = placed
+        .iter()
+        .enumerate()
+        .map(|(p, item)| {
+            let offset = |id: usize| pos[id].saturating_sub(p + 1) as u32;
+            if is_tramp(item.id) {
+                return Insn {
+                    code: JMP | JA,
+                    jt: 0,
+                    jf: 0,
+                    k: offset(item.jt),
+                };
+            }
+            let (code, _, _, k, _) = g.code[item.id];
+            if !is_cond(code) && code & 0x07 == JMP {
+                // An unconditional jump: 32-bit offset in k.
+                return Insn {
+                    code,
+                    jt: 0,
+                    jf: 0,
+                    k: offset(item.jt),
+                };
+            }
+            if !is_cond(code) {
+                return Insn {
+                    code,
+                    jt: 0,
+                    jf: 0,
+                    k,
+                };
+            }
+            // The loop above left no conditional jump out of reach.
+            Insn {
+                code,
+                jt: offset(item.jt) as u8,
+                jf: offset(item.jf) as u8,
+                k,
+            }
+        })
+        .collect();
+    Ok(Program { insns })
+}
+
 impl Program {
-    /// Compiles `expr` (`None`: accept everything).
+    /// Compiles `expr` (`None`: accept everything). Jumps further than a conditional
+    /// jump's 8-bit offset go through `BPF_JA` trampolines, so any filter whose
+    /// program fits the kernel's [`MAX_INSNS`] compiles.
     pub fn compile(expr: Option<&Expr>, opts: CompileOptions) -> Result<Program, FilterError> {
         let mut g = Gen {
             code: Vec::new(),
             labels: Vec::new(),
             n: opts.net_offset,
+            column: None,
         };
         let (accept, reject) = (g.label(), g.label());
         if let Some(ifindex) = opts.drop_outgoing_on {
@@ -255,40 +435,7 @@ impl Program {
         g.op(RET | K, opts.snaplen);
         g.bind(reject);
         g.op(RET | K, 0);
-        let mut insns = Vec::with_capacity(g.code.len());
-        for (i, &(code, t, f, k)) in g.code.iter().enumerate() {
-            let rel = |target: Target| -> Result<u32, FilterError> {
-                match target {
-                    Target::Next => Ok(0),
-                    Target::Label(l) => {
-                        let at = g.labels[l].unwrap_or(i + 1);
-                        Ok(at.saturating_sub(i + 1) as u32)
-                    }
-                }
-            };
-            let (jt, jf) = (rel(t)?, rel(f)?);
-            let too_far = || FilterError {
-                column: 1,
-                message: "filter too complex: a jump exceeds 255 instructions".into(),
-            };
-            let insn = if code & 0x07 == JMP && code & 0xf0 == JA && t == f {
-                Insn {
-                    code,
-                    jt: 0,
-                    jf: 0,
-                    k: jt,
-                }
-            } else {
-                Insn {
-                    code,
-                    jt: u8::try_from(jt).map_err(|_| too_far())?,
-                    jf: u8::try_from(jf).map_err(|_| too_far())?,
-                    k,
-                }
-            };
-            insns.push(insn);
-        }
-        Ok(Program { insns })
+        layout(&g)
     }
 
     /// Runs the program on `pkt` (what the socket would see) and returns the number of

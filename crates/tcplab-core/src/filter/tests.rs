@@ -142,3 +142,93 @@ fn any_device_program_drops_outgoing_copies_on_loopback_only() {
     assert_eq!(p.run(&SYN4, anc(0, 1)), 100);
     assert_eq!(p.run(&SYN4, anc(4, 2)), 100);
 }
+
+/// SYN4 with its destination port (and the IP and TCP checksums left as they are:
+/// the program does not look at them) set to `port`.
+fn syn4_to(port: u16) -> [u8; 54] {
+    let mut f = SYN4;
+    f[36..38].copy_from_slice(&port.to_be_bytes());
+    f
+}
+
+fn compile_words(filter: &str) -> Result<Program, FilterError> {
+    let e = parse(&words(filter)).unwrap();
+    Program::compile(
+        e.as_ref(),
+        CompileOptions {
+            net_offset: 14,
+            drop_outgoing_on: None,
+            snaplen: 262_144,
+        },
+    )
+}
+
+fn ors(terms: impl Iterator<Item = String>) -> String {
+    terms.collect::<Vec<_>>().join(" or ")
+}
+
+/// Regression (issue 5 audit): `port 1 or ... or port 14` failed with "a jump
+/// exceeds 255 instructions"; tcpdump takes hundreds of terms. Far jumps now go
+/// through `BPF_JA` trampolines.
+#[test]
+fn a_hundred_or_port_terms_compile_and_select_exactly_their_ports() {
+    let filter = ors((1..=100).map(|n| format!("port {}", 1000 + n)));
+    let p = compile_words(&filter).unwrap();
+    assert!(p.insns.len() > 256, "long enough to need trampolines");
+    assert!(p.insns.len() <= MAX_INSNS);
+    let anc = Ancillary {
+        protocol: 0x0800,
+        ..Ancillary::default()
+    };
+    for port in 990..1110u16 {
+        let selected = p.run(&syn4_to(port), anc) != 0;
+        assert_eq!(selected, (1001..=1100).contains(&port), "port {port}");
+    }
+    // The source port (33882) is in no term.
+    assert_eq!(p.run(&SYN4, anc), 0);
+}
+
+#[test]
+fn long_filters_with_and_not_and_hosts_still_select_what_the_words_say() {
+    // Every term far from the accept/reject returns, in both branches.
+    let hosts = ors((1..=60).map(|n| format!("host 10.0.0.{n}")));
+    let anc = Ancillary {
+        protocol: 0x0800,
+        ..Ancillary::default()
+    };
+    let yes = format!(
+        "not ({hosts}) and (port 7 or port 61001) and not ({})",
+        ors((1..=40).map(|n| format!("port {n}")))
+    );
+    let no = format!("({hosts}) or not port 61001");
+    assert_ne!(compile_words(&yes).unwrap().run(&SYN4, anc), 0, "{yes}");
+    assert_eq!(compile_words(&no).unwrap().run(&SYN4, anc), 0, "{no}");
+}
+
+#[test]
+fn a_filter_past_the_kernel_limit_names_the_term_where_it_passes() {
+    let terms: Vec<String> = (1..=400).map(|n| format!("port {n}")).collect();
+    let filter = terms.join(" or ");
+    let err = compile_words(&filter).unwrap_err();
+    assert!(
+        err.message.contains("more than the kernel's limit of 4096"),
+        "{err}"
+    );
+    // The column is the start of a `port N` term, and not the first nor the last.
+    let text = &filter[err.column - 1..];
+    assert!(
+        text.starts_with("port "),
+        "column {}: {text:.20}",
+        err.column
+    );
+    assert!(
+        err.column > 1 && err.column < filter.rfind("port").unwrap(),
+        "{err}"
+    );
+    // The terms before it compile: the user knows where to cut.
+    let before = filter[..err.column - 1]
+        .trim_end_matches(" or ")
+        .to_string();
+    let fits = compile_words(&before).unwrap();
+    assert!(fits.insns.len() <= MAX_INSNS);
+}

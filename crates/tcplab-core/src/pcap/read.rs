@@ -160,6 +160,13 @@ impl<'a> Reader<'a> {
         self.format
     }
 
+    /// Where the next record or block starts (tests check that a record's bytes
+    /// lie within the block just read).
+    #[cfg(test)]
+    pub(super) fn position(&self) -> usize {
+        self.pos
+    }
+
     /// Interfaces seen so far (pcapng declares them as it goes).
     pub fn interfaces(&self) -> &[Interface] {
         &self.interfaces
@@ -187,6 +194,18 @@ impl<'a> Reader<'a> {
         } else {
             (lo << 32) | hi
         })
+    }
+
+    /// The 32-bit field `off` bytes into a block body, if the body holds all of it.
+    /// Fixed fields are read through this (or after a check against the body's
+    /// end) so that a short block never reads its own trailing length or the next
+    /// block as a field, and no length from the file is ever subtracted unchecked.
+    fn field_u32(&self, body: &std::ops::Range<usize>, off: usize) -> Option<u32> {
+        (off.checked_add(4)? <= body.len()).then(|| self.u32_at(body.start + off))?
+    }
+    /// The 16-bit field `off` bytes into a block body, if the body holds all of it.
+    fn field_u16(&self, body: &std::ops::Range<usize>, off: usize) -> Option<u16> {
+        (off.checked_add(2)? <= body.len()).then(|| self.u16_at(body.start + off))?
     }
 
     /// The next packet, `None` at a clean end of file, or an error (after which the
@@ -337,8 +356,7 @@ impl<'a> Reader<'a> {
     }
 
     fn read_idb(&mut self, at: usize, body: std::ops::Range<usize>) -> Result<(), PcapError> {
-        let (Some(linktype), Some(snaplen)) =
-            (self.u16_at(body.start), self.u32_at(body.start + 4))
+        let (Some(linktype), Some(snaplen)) = (self.field_u16(&body, 0), self.field_u32(&body, 4))
         else {
             return Err(PcapError::at(at, "interface description block too short"));
         };
@@ -385,15 +403,15 @@ impl<'a> Reader<'a> {
         let b = body.start;
         let short = || PcapError::at(at, "packet block too short for its fixed fields");
         let id = if btype == EPB {
-            self.u32_at(b).ok_or_else(short)?
+            self.field_u32(&body, 0).ok_or_else(short)?
         } else {
-            u32::from(self.u16_at(b).ok_or_else(short)?)
+            u32::from(self.field_u16(&body, 0).ok_or_else(short)?)
         };
         let (Some(hi), Some(lo), Some(caplen), Some(orig_len)) = (
-            self.u32_at(b + 4),
-            self.u32_at(b + 8),
-            self.u32_at(b + 12),
-            self.u32_at(b + 16),
+            self.field_u32(&body, 4),
+            self.field_u32(&body, 8),
+            self.field_u32(&body, 12),
+            self.field_u32(&body, 16),
         ) else {
             return Err(short());
         };
@@ -429,11 +447,21 @@ impl<'a> Reader<'a> {
     }
 
     fn read_spb(&self, at: usize, body: std::ops::Range<usize>) -> Result<Record<'a>, PcapError> {
-        let Some(orig_len) = self.u32_at(body.start) else {
-            return Err(PcapError::at(at, "simple packet block too short"));
+        // The body is the 4-byte original length then the packet data: a block of
+        // fewer than 16 bytes has no room for the length (the 4 bytes after an empty
+        // body are the trailing length, not a field).
+        let Some(orig_len) = self.field_u32(&body, 0) else {
+            return Err(PcapError::at(
+                at,
+                format!(
+                    "simple packet block of {} bytes is too short (at least 16)",
+                    body.len() + 12
+                ),
+            ));
         };
         let iface = self.iface(at, 0)?;
-        let caplen = (orig_len as usize).min(body.end - body.start - 4);
+        let data_start = body.start + 4;
+        let caplen = (orig_len as usize).min(body.end - data_start);
         let caplen = if iface.snaplen > 0 {
             caplen.min(iface.snaplen as usize)
         } else {
@@ -445,21 +473,28 @@ impl<'a> Reader<'a> {
             linktype: iface.linktype,
             ts_ns: 0,
             orig_len,
-            data: &self.bytes[body.start + 4..body.start + 4 + caplen],
+            data: &self.bytes[data_start..data_start + caplen],
             flags: None,
             comment: None,
         })
     }
 
     fn read_isb(&mut self, body: std::ops::Range<usize>) {
-        let Some(id) = self.u32_at(body.start) else {
+        // Interface id, then a 64-bit timestamp, then options.
+        if body.len() < 12 {
+            return;
+        }
+        let Some(id) = self.field_u32(&body, 0) else {
             return;
         };
         let mut received = None;
         let mut dropped = None;
         let mut at = body.start + 12;
         // Walk options by hand: values are 64-bit counters in section byte order.
-        while let (Some(code), Some(len)) = (self.u16_at(at), self.u16_at(at + 2)) {
+        while at + 4 <= body.end {
+            let (Some(code), Some(len)) = (self.u16_at(at), self.u16_at(at + 2)) else {
+                break;
+            };
             if code == 0 || at + 4 + usize::from(len) > body.end {
                 break;
             }
@@ -488,6 +523,11 @@ struct OptionIter<'r, 'a> {
 impl<'a> Iterator for OptionIter<'_, 'a> {
     type Item = (u16, usize, &'a [u8]);
     fn next(&mut self) -> Option<(u16, usize, &'a [u8])> {
+        // An option header that does not fit before the end is the end (a block
+        // whose fixed fields overrun its body yields an empty range here).
+        if self.at.checked_add(4)? > self.end {
+            return None;
+        }
         let code = self.reader.u16_at(self.at)?;
         let len = usize::from(self.reader.u16_at(self.at + 2)?);
         let start = self.at + 4;

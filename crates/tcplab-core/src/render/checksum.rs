@@ -66,7 +66,9 @@ pub fn tcp_checksum_status(pkt: &Packet<'_>) -> ChecksumStatus {
         }
         Ip::V6(h) => {
             pseudo = add(pseudo, &h.src.octets());
-            pseudo = add(pseudo, &h.dst.octets());
+            let ip6 = pkt.frame.get(pkt.net_offset.unwrap_or(0)..).unwrap_or(&[]);
+            let dst = crate::wire::ip::final_destination(ip6, h);
+            pseudo = add(pseudo, &dst.octets());
         }
     }
     pseudo = pseudo.wrapping_add(6).wrapping_add(seg_len as u32);

@@ -85,6 +85,14 @@ pub(crate) fn write(
             Ip::V6(h) => {
                 m.insert("hop_limit".into(), json!(h.hop_limit));
                 m.insert("flow_label".into(), json!(h.flow_label));
+                if h.ext_count > 0 {
+                    let ip6 = pkt.frame.get(pkt.net_offset.unwrap_or(0)..).unwrap_or(&[]);
+                    let list: Vec<Value> = crate::wire::ip::extension_headers(ip6, h)
+                        .into_iter()
+                        .map(|(kind, hdr)| extension(kind, hdr))
+                        .collect();
+                    m.insert("ipv6_extensions".into(), Value::Array(list));
+                }
             }
         }
     }
@@ -116,4 +124,48 @@ pub(crate) fn write(
     // Serialising a map of plain values cannot fail.
     let _ = serde_json::to_writer(&mut *out, &Value::Object(m));
     out.push(b'\n');
+}
+
+/// One IPv6 extension header: its kind and name, length, and the fields that say
+/// where the packet goes (routing) or which piece of it this is (fragment).
+fn extension(kind: u8, hdr: &[u8]) -> Value {
+    let name = match kind {
+        0 => "hop-by-hop",
+        43 => "routing",
+        44 => "fragment",
+        51 => "ah",
+        60 => "destination-options",
+        135 => "mobility",
+        139 => "hip",
+        140 => "shim6",
+        _ => "unknown",
+    };
+    let mut e = serde_json::Map::new();
+    e.insert("header".into(), json!(kind));
+    e.insert("name".into(), json!(name));
+    e.insert("length".into(), json!(hdr.len()));
+    let be16 = |at: usize| {
+        hdr.get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    match kind {
+        44 => {
+            if let (Some(fo), Some(id)) = (be16(2), hdr.get(4..8)) {
+                e.insert("offset".into(), json!(fo & 0xfff8));
+                e.insert("more".into(), json!(fo & 1 != 0));
+                e.insert(
+                    "id".into(),
+                    json!(u32::from_be_bytes([id[0], id[1], id[2], id[3]])),
+                );
+            }
+        }
+        43 => {
+            if let (Some(t), Some(left)) = (hdr.get(2), hdr.get(3)) {
+                e.insert("routing_type".into(), json!(t));
+                e.insert("segments_left".into(), json!(left));
+            }
+        }
+        _ => {}
+    }
+    Value::Object(e)
 }

@@ -8,6 +8,8 @@ use crate::wire::link::pkttype;
 use crate::wire::tcp::{self, TcpHeader, TcpOption, ACK, FIN, RST, SYN, URG};
 use crate::wire::{Ip, Link, Packet, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 
+mod ext6;
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn ipv4(out: &mut Vec<u8>, a: std::net::Ipv4Addr) {
@@ -136,8 +138,9 @@ pub(crate) fn write(
     let is_tcp = ip.protocol() == Some(tcp::PROTOCOL) && !ip.is_later_fragment();
     match (pkt.tcp.as_ref(), numbers) {
         (Some(t), Some(n)) => {
-            endpoints(pkt, ip, Some((t.src_port, t.dst_port)), opts.verbose, out);
-            tcp_line(pkt, t, n, opts, out);
+            if endpoints(pkt, ip, Some((t.src_port, t.dst_port)), opts.verbose, out) {
+                tcp_line(pkt, t, n, opts, out);
+            }
         }
         _ if is_tcp => {
             // The fixed TCP header is incomplete: tcpdump shows the ports if captured.
@@ -148,53 +151,37 @@ pub(crate) fn write(
                     u16::from_be_bytes([p[2], p[3]]),
                 ))
             });
-            endpoints(pkt, ip, ports, opts.verbose, out);
-            out.extend_from_slice(b" [|tcp]");
+            if endpoints(pkt, ip, ports, opts.verbose, out) {
+                out.extend_from_slice(b" [|tcp]");
+            }
         }
-        _ => other_l4(pkt, ip, out),
+        _ => other_l4(pkt, ip, opts.verbose, out),
     }
 }
 
-/// `src.port > dst.port: ` (with IPv6 extension header names between, as tcpdump).
+/// `src.port > dst.port: ` (with IPv6 extension headers between, as tcpdump).
+/// Returns false where tcpdump stops decoding the packet (see [`ext6::extensions`]).
 fn endpoints(
     pkt: &Packet<'_>,
     ip: &Ip<'_>,
     ports: Option<(u16, u16)>,
     verbose: bool,
     out: &mut Vec<u8>,
-) {
+) -> bool {
     if let (Ip::V6(h), Some((sp, dp))) = (ip, ports) {
         if h.ext_count > 0 {
             addr(out, ip.src());
             out.extend_from_slice(b" > ");
             addr(out, ip.dst());
             out.extend_from_slice(b": ");
-            for (i, &e) in h
-                .extensions
-                .iter()
-                .take(usize::from(h.ext_count))
-                .enumerate()
-            {
-                out.extend_from_slice(match e {
-                    0 => b"HBH ".as_slice(),
-                    60 => b"DSTOPT ",
-                    43 => b"srcrt ",
-                    44 => b"frag ",
-                    51 => b"AH ",
-                    _ => b"ext ",
-                });
-                // With -v tcpdump lists the hop-by-hop options (the first header only
-                // is decoded here).
-                if verbose && i == 0 && e == 0 {
-                    let at = pkt.net_offset.unwrap_or(0) + 40;
-                    hbh_options(pkt.frame.get(at..).unwrap_or(&[]), out);
-                }
+            if !ext6::extensions(pkt, h, verbose, out) {
+                return false;
             }
             num(out, sp);
             out.extend_from_slice(b" > ");
             num(out, dp);
             out.extend_from_slice(b": ");
-            return;
+            return true;
         }
     }
     addr(out, ip.src());
@@ -209,6 +196,7 @@ fn endpoints(
         num(out, dp);
     }
     out.extend_from_slice(b": ");
+    true
 }
 
 fn ipv4_verbose(h: &crate::wire::Ipv4Header<'_>, out: &mut Vec<u8>) {
@@ -295,8 +283,25 @@ fn ipv4_options(opts: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn other_l4(pkt: &Packet<'_>, ip: &Ip<'_>, out: &mut Vec<u8>) {
+fn other_l4(pkt: &Packet<'_>, ip: &Ip<'_>, verbose: bool, out: &mut Vec<u8>) {
     let proto = ip.protocol().unwrap_or(59);
+    if let Ip::V6(h) = ip {
+        // A later fragment, or a chain tcpdump cannot follow, ends after the headers.
+        if h.ext_count > 0 {
+            addr(out, ip.src());
+            out.extend_from_slice(b" > ");
+            addr(out, ip.dst());
+            out.extend_from_slice(b": ");
+            if !ext6::extensions(pkt, h, verbose, out) {
+                return;
+            }
+            out.extend_from_slice(b"ip-proto-");
+            num(out, proto);
+            out.push(b' ');
+            num(out, pkt.payload_len);
+            return;
+        }
+    }
     if proto == 17 && !ip.is_later_fragment() && pkt.payload.len() >= 8 {
         let p = pkt.payload;
         addr(out, ip.src());

@@ -375,7 +375,8 @@ pub fn parse_v6(b: &[u8]) -> Result<Ip<'_>, Short> {
     Ok(Ip::V6(h))
 }
 
-/// Name of an IPv6 extension header or upper-layer protocol, as tcpdump prints it.
+/// Name of an IPv6 extension header or upper-layer protocol, as tcpdump prints it
+/// (its table has no name for destination options, 60: `unknown`).
 pub fn protocol_name(p: u8) -> &'static str {
     match p {
         0 => "Options",
@@ -383,11 +384,54 @@ pub fn protocol_name(p: u8) -> &'static str {
         6 => "TCP",
         17 => "UDP",
         43 => "Routing",
-        44 => "Frag",
+        44 => "Fragment",
         51 => "AH",
         58 => "ICMP6",
         59 => "NONE",
-        60 => "DSTOPT",
         _ => "unknown",
     }
+}
+
+/// The extension headers of an IPv6 packet whose bytes (from the fixed header on)
+/// are `b`, as (kind, the header's bytes), in order: those [`parse_v6`] recorded,
+/// each cut at the end of `b` if the capture is.
+pub fn extension_headers<'b>(b: &'b [u8], h: &Ipv6Header) -> Vec<(u8, &'b [u8])> {
+    let mut off = 40usize;
+    let mut out = Vec::with_capacity(usize::from(h.ext_count));
+    for &kind in h.extensions.iter().take(usize::from(h.ext_count)) {
+        let len_byte = usize::from(b.get(off + 1).copied().unwrap_or(0));
+        let len = match kind {
+            44 => 8,
+            51 => (len_byte + 2) * 4,
+            _ => (len_byte + 1) * 8,
+        };
+        let end = (off + len).min(b.len());
+        out.push((kind, b.get(off..end).unwrap_or(&[])));
+        off += len;
+    }
+    out
+}
+
+/// The final destination of an IPv6 packet whose bytes (from the fixed header on)
+/// are `b`, for the TCP/UDP pseudo-header (RFC 8200 8.1): with a routing header,
+/// the last address of a type 0 or 2 header, or the first segment (RFC 8754) of a
+/// type 4 one; otherwise the destination address.
+pub fn final_destination(b: &[u8], h: &Ipv6Header) -> Ipv6Addr {
+    for (kind, hdr) in extension_headers(b, h) {
+        let len = usize::from(hdr.get(1).copied().unwrap_or(0));
+        if kind != 43 {
+            continue;
+        }
+        let at = match hdr.get(2) {
+            Some(0 | 2) if len >= 2 => 8 + 16 * (len / 2 - 1),
+            Some(4) if len >= 2 => 8,
+            _ => continue,
+        };
+        if let Some(a) = hdr.get(at..at + 16) {
+            let mut x = [0u8; 16];
+            x.copy_from_slice(a);
+            return Ipv6Addr::from(x);
+        }
+    }
+    h.dst
 }

@@ -15,7 +15,9 @@
 //!   program drops the outgoing copy of loopback packets there too.
 //! - The filter runs in the kernel (`SO_ATTACH_FILTER`); its accept value is the snap
 //!   length. The socket is bound only after the filter is attached, so no unfiltered
-//!   packet slips in.
+//!   packet slips in. A filter too large for the socket's option memory (ENOMEM) runs
+//!   here instead, on each packet of the ring, as libpcap does; the kernel's
+//!   `received` count then includes the packets it rejects.
 //! - `PACKET_STATISTICS` counters reset on every read; [`Capture::stats`] accumulates.
 //!
 //! This module only produces `(timestamp, bytes, direction)`; parsing is the core's.
@@ -27,7 +29,7 @@ use std::ptr;
 use std::sync::atomic::{fence, Ordering};
 use std::time::Duration;
 
-use tcplab_core::filter::{CompileOptions, Expr, Program};
+use tcplab_core::filter::{Ancillary, CompileOptions, Expr, Program};
 use tcplab_core::pcap::PacketDirection;
 use tcplab_core::wire::{LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL2};
 
@@ -59,19 +61,24 @@ pub enum OpenError {
         available: Vec<String>,
     },
     /// Anything else, with the step that failed.
-    #[error("{step}: {source}")]
+    ///
+    /// The message holds the OS error, so it is not also given as the `source()`:
+    /// anyhow prints every source after the message, and the reason came out twice
+    /// (`compiling the filter: at column 1: ...: at column 1: ...`). The message is
+    /// complete on its own because some callers show only `to_string()`.
+    #[error("{step}: {cause}")]
     Io {
         /// What was being done.
         step: &'static str,
         /// The OS error.
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
 fn os(step: &'static str) -> OpenError {
     OpenError::Io {
         step,
-        source: io::Error::last_os_error(),
+        cause: io::Error::last_os_error(),
     }
 }
 
@@ -141,6 +148,26 @@ fn setsockopt<T>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io::Result<(
     }
 }
 
+/// Attaches `program` to the socket (`SO_ATTACH_FILTER`).
+fn attach(fd: &OwnedFd, program: &Program) -> io::Result<()> {
+    let mut insns: Vec<libc::sock_filter> = program
+        .insns
+        .iter()
+        .map(|i| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        // Program::compile keeps programs within BPF_MAXINSNS (4096).
+        len: insns.len() as u16,
+        filter: insns.as_mut_ptr(),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
 /// A running capture on one interface (or `any`).
 #[derive(Debug)]
 pub struct Capture {
@@ -153,6 +180,8 @@ pub struct Capture {
     loopback: bool,
     stats: Stats,
     scratch: Vec<u8>,
+    /// The filter, when the kernel would not take it and it runs here instead.
+    userland: Option<Program>,
 }
 
 // SAFETY: the ring mapping is owned by this value alone and only touched through
@@ -195,7 +224,7 @@ impl Capture {
                 Some(libc::EPERM | libc::EACCES) => OpenError::Privilege,
                 _ => OpenError::Io {
                     step: "opening a packet socket",
-                    source: err,
+                    cause: err,
                 },
             });
         }
@@ -215,34 +244,35 @@ impl Capture {
             .find(|(_, n)| n == "lo")
             .map(|(i, _)| *i)
             .unwrap_or(1);
-        let program = Program::compile(
-            filter,
-            CompileOptions {
-                net_offset: if cooked { 0 } else { 14 },
-                drop_outgoing_on: (iface == "any").then_some(lo_index),
-                snaplen: SNAPLEN,
-            },
-        )
-        .map_err(|e| OpenError::Io {
-            step: "compiling the filter",
-            source: io::Error::other(e.to_string()),
-        })?;
-        let mut insns: Vec<libc::sock_filter> = program
-            .insns
-            .iter()
-            .map(|i| libc::sock_filter {
-                code: i.code,
-                jt: i.jt,
-                jf: i.jf,
-                k: i.k,
+        let compile = |filter: Option<&Expr>| {
+            Program::compile(
+                filter,
+                CompileOptions {
+                    net_offset: if cooked { 0 } else { 14 },
+                    drop_outgoing_on: (iface == "any").then_some(lo_index),
+                    snaplen: SNAPLEN,
+                },
+            )
+            .map_err(|e| OpenError::Io {
+                step: "compiling the filter",
+                cause: io::Error::other(e.to_string()),
             })
-            .collect();
-        let fprog = libc::sock_fprog {
-            len: insns.len() as u16,
-            filter: insns.as_mut_ptr(),
         };
-        setsockopt(&fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
-            .map_err(|e| io_err("attaching the filter (SO_ATTACH_FILTER)", e))?;
+        let program = compile(filter)?;
+        let mut userland = None;
+        if let Err(e) = attach(&fd, &program) {
+            // The kernel charges the program (translated to eBPF, several times
+            // larger) to the socket's option memory (net.core.optmem_max): a long
+            // filter that fits BPF_MAXINSNS can still get ENOMEM. libpcap then
+            // filters in user space; so do we, keeping in the kernel only what
+            // needs no room (the `any` loopback de-duplication and the snap length).
+            if e.raw_os_error() != Some(libc::ENOMEM) || filter.is_none() {
+                return Err(io_err("attaching the filter (SO_ATTACH_FILTER)", e));
+            }
+            attach(&fd, &compile(None)?)
+                .map_err(|e| io_err("attaching the filter (SO_ATTACH_FILTER)", e))?;
+            userland = Some(program);
+        }
 
         let req = libc::tpacket_req3 {
             tp_block_size: BLOCK_SIZE,
@@ -284,6 +314,7 @@ impl Capture {
             loopback,
             stats: Stats::default(),
             scratch: Vec::with_capacity(SNAPLEN as usize + SLL2_LEN),
+            userland,
         };
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid value to start from.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -310,6 +341,12 @@ impl Capture {
     /// pcap link type of the packets delivered.
     pub fn linktype(&self) -> u32 {
         self.linktype
+    }
+
+    /// Whether the filter runs here rather than in the kernel (too large for the
+    /// socket's option memory).
+    pub fn filters_in_userland(&self) -> bool {
+        self.userland.is_some()
     }
 
     /// True on a loopback device.
@@ -415,6 +452,23 @@ impl Capture {
             }
             // SAFETY: bounds checked just above.
             let data = unsafe { std::slice::from_raw_parts(block.add(off + mac), caplen) };
+            // The program sees what the socket's filter would: the same bytes, and
+            // the metadata from the packet's sockaddr_ll.
+            let rejected = self.userland.as_ref().is_some_and(|p| {
+                let anc = Ancillary {
+                    protocol: u16::from_be(sll.sll_protocol),
+                    pkttype: sll.sll_pkttype,
+                    ifindex: sll.sll_ifindex as u32,
+                };
+                p.run(data, anc) == 0
+            });
+            if rejected {
+                if hdr.tp_next_offset == 0 {
+                    break;
+                }
+                off += hdr.tp_next_offset as usize;
+                continue;
+            }
             let direction = if self.loopback {
                 None
             } else if sll.sll_pkttype == libc::PACKET_OUTGOING {
@@ -471,8 +525,8 @@ impl Capture {
     }
 }
 
-fn io_err(step: &'static str, source: io::Error) -> OpenError {
-    OpenError::Io { step, source }
+fn io_err(step: &'static str, cause: io::Error) -> OpenError {
+    OpenError::Io { step, cause }
 }
 
 impl Drop for Capture {
