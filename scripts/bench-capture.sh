@@ -20,6 +20,7 @@ cleanup() {
 trap cleanup EXIT
 
 cargo build --release -q
+LOAD_BEFORE=$(cut -d" " -f1 /proc/loadavg)
 BIN=target/release/tcplab
 N=1000000
 python3 scripts/bench/make-1m.py crates/tcplab-core/tests/fixtures/handshake.pcap "$WORK/1m.pcap" "$N"
@@ -76,7 +77,7 @@ readback=$("$BIN" capture -r "$WORK/live.pcapng" | wc -l)
 
 section="## Capture: reading 1,000,000 packets, and capturing them live
 
-Measured $(date -u "+%Y-%m-%d %H:%M UTC") (load $(cut -d" " -f1 /proc/loadavg) before) on $(nproc) cores, kernel $(uname -r), by \`scripts/bench-capture.sh\`.
+Measured $(date -u "+%Y-%m-%d %H:%M UTC") (load ${LOAD_BEFORE} before) on $(nproc) cores, kernel $(uname -r), by \`scripts/bench-capture.sh\`.
 
 Reading a ${N}-packet pcap (the handshake fixture repeated over many connections, $(du -m "$WORK/1m.pcap" | cut -f1) MB), default view, best of 3:
 
