@@ -134,6 +134,34 @@ fn hex_and_ascii_views_match_tcpdump_byte_for_byte() {
     }
 }
 
+/// Wireshark's relative numbers of segment `t` in `ip`, as tshark shows them.
+fn relative(
+    rel: &mut tcplab_core::flow::WiresharkSeq,
+    ip: &Ip<'_>,
+    t: &wire::TcpHeader<'_>,
+) -> tcplab_core::flow::Relative {
+    use tcplab_core::flow::{Endpoint, FlowKey, SegmentNumbers};
+    let (key, d) = FlowKey::new(
+        Endpoint {
+            addr: ip.src(),
+            port: t.src_port,
+        },
+        Endpoint {
+            addr: ip.dst(),
+            port: t.dst_port,
+        },
+    );
+    rel.observe(
+        key,
+        d,
+        SegmentNumbers {
+            flags: t.flags,
+            seq: t.seq,
+            ack: t.ack,
+        },
+    )
+}
+
 fn col<'a>(header: &[&str], row: &[&'a str], name: &str) -> &'a str {
     let i = header.iter().position(|h| *h == name).unwrap();
     row.get(i).copied().unwrap_or("")
@@ -148,7 +176,7 @@ fn list<T: ToString>(v: impl IntoIterator<Item = T>) -> String {
 
 #[test]
 fn every_packet_agrees_with_tshark_fields() {
-    use tcplab_core::flow::{Endpoint, FlowKey, SegmentNumbers, WiresharkSeq};
+    use tcplab_core::flow::WiresharkSeq;
     let mut checked = 0;
     for name in FIXTURES {
         let tsv = expected(name, "tshark.tsv");
@@ -184,25 +212,7 @@ fn every_packet_agrees_with_tshark_fields() {
                 continue;
             };
             let ip = pkt.ip.as_ref().unwrap();
-            let (key, d) = FlowKey::new(
-                Endpoint {
-                    addr: ip.src(),
-                    port: t.src_port,
-                },
-                Endpoint {
-                    addr: ip.dst(),
-                    port: t.dst_port,
-                },
-            );
-            let r = rel.observe(
-                key,
-                d,
-                SegmentNumbers {
-                    flags: t.flags,
-                    seq: t.seq,
-                    ack: t.ack,
-                },
-            );
+            let r = relative(&mut rel, ip, t);
             let ack_raw = if t.has(wire::tcp::ACK) { t.ack } else { 0 };
             let opts: Vec<TcpOption<'_>> = t
                 .options()
@@ -277,7 +287,7 @@ fn every_packet_agrees_with_tshark_fields() {
 #[test]
 fn sack_loss_has_sack_blocks_agreeing_with_tshark_and_a_retransmission() {
     use std::collections::HashMap;
-    use tcplab_core::flow::{Endpoint, FlowKey, SegmentNumbers, WiresharkSeq};
+    use tcplab_core::flow::WiresharkSeq;
     let name = "sack-loss.pcap";
     let tsv = expected(name, "tshark.tsv");
     let mut lines = tsv.lines();
@@ -297,25 +307,7 @@ fn sack_loss_has_sack_blocks_agreeing_with_tshark_and_a_retransmission() {
         let (Some(ip), Some(t)) = (pkt.ip.as_ref(), pkt.tcp.as_ref()) else {
             continue;
         };
-        let (key, d) = FlowKey::new(
-            Endpoint {
-                addr: ip.src(),
-                port: t.src_port,
-            },
-            Endpoint {
-                addr: ip.dst(),
-                port: t.dst_port,
-            },
-        );
-        let r = rel.observe(
-            key,
-            d,
-            SegmentNumbers {
-                flags: t.flags,
-                seq: t.seq,
-                ack: t.ack,
-            },
-        );
+        let r = relative(&mut rel, ip, t);
         let (mut le, mut re) = (vec![], vec![]);
         for o in t.options() {
             if let TcpOption::Sack(b) = o {

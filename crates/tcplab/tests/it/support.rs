@@ -27,6 +27,16 @@ pub const ACTIVE_CLIENT: [&str; 6] = [
     "TIME_WAIT",
 ];
 
+/// The server's (accepted socket's) path when it closes first.
+pub const ACTIVE_SERVER: [&str; 6] = [
+    "LISTEN",
+    "SYN_RECV",
+    "ESTABLISHED",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+];
+
 /// The server's (accepted socket's) path when the client closes first.
 pub const PASSIVE_SERVER: [&str; 6] = [
     "LISTEN",
