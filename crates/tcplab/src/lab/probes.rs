@@ -121,9 +121,16 @@ impl Probes {
             None => None,
             Some(Ok(handle)) => Some(handle),
             Some(Err(err)) => {
+                let err = format!("{err:#}");
+                // The capture's own error may already name the capability.
+                let needs = if err.contains("CAP_NET_RAW") {
+                    ""
+                } else {
+                    "it needs CAP_NET_RAW: "
+                };
                 missing.push(format!(
-                    "segments (no packet capture: {err:#}; it needs CAP_NET_RAW: run as root \
-                     or `setcap cap_net_raw+ep` the binary)"
+                    "segments (no packet capture: {err}; {needs}run as root or \
+                     `setcap cap_net_raw+ep` the binary)"
                 ));
                 None
             }
