@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -69,26 +69,6 @@ pub struct Args {
         value_name = "FILTER"
     )]
     pub filter: Vec<String>,
-}
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// SIGINT and SIGTERM set [`STOP`]; the blocked `poll` returns EINTR at once.
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic (async-signal-safe); no
-        // SA_RESTART, so poll() is interrupted.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
 }
 
 fn utc_offset() -> i32 {
@@ -341,7 +321,7 @@ fn capture_loop(
     sink: &mut Sink<'_>,
     deadline: Option<Instant>,
 ) -> io::Result<()> {
-    while sink.seen < sink.limit && !STOP.load(Ordering::Relaxed) {
+    while sink.seen < sink.limit && !crate::interrupt::requested() {
         let now = Instant::now();
         // 200 ms at most, to notice a stop signal that did not interrupt poll().
         let mut wait = Duration::from_millis(200);
@@ -367,7 +347,7 @@ fn capture_loop(
 fn live(args: &Args, expr: Option<&filter::Expr>) -> anyhow::Result<ExitCode> {
     let mut cap =
         Capture::open(&args.interface, expr).map_err(|e| open_error(&args.interface, e))?;
-    install_signal_handlers();
+    crate::interrupt::install();
     let start_ns = now_ns();
     let deadline = args
         .duration

@@ -24,6 +24,7 @@ pub mod capture;
 pub mod client;
 pub mod clock;
 pub mod exit;
+pub mod interrupt;
 pub mod lab;
 pub mod log;
 pub mod netns;

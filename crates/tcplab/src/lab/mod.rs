@@ -71,6 +71,9 @@ pub struct Args {
 
 /// `tcplab lab`.
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    // Ctrl-C ends a wait (for TIME_WAIT, between experiments), and the run returns
+    // normally: its namespaces and tracefs instance are removed, what it saw shown.
+    crate::interrupt::install();
     let mut stdout = std::io::stdout().lock();
     if args.list {
         for group in scenario::Group::ALL {
@@ -287,8 +290,13 @@ fn describe(out: &mut impl Write, s: &Scenario) -> anyhow::Result<()> {
 
 /// `--check-all`: every experiment, one line each, then the count.
 fn check_all(out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let (mut failed, mut unchecked) = (0, 0);
+    let (mut failed, mut unchecked, mut ran) = (0, 0, 0);
     for scenario in SCENARIOS {
+        if crate::interrupt::requested() {
+            writeln!(out, "interrupted: the other experiments did not run")?;
+            break;
+        }
+        ran += 1;
         let run = Place::for_scenario(scenario).and_then(|(mut place, note)| {
             if let Some(note) = note {
                 writeln!(out, "note: {note}")?;
@@ -318,7 +326,7 @@ fn check_all(out: &mut impl Write) -> anyhow::Result<ExitCode> {
         };
         writeln!(out, "{:<22} {verdict}", scenario.name)?;
     }
-    let passed = SCENARIOS.len() - failed - unchecked;
+    let passed = ran - failed - unchecked;
     if unchecked == 0 {
         writeln!(out, "{passed} passed, {failed} failed")?;
     } else {
@@ -328,6 +336,7 @@ fn check_all(out: &mut impl Write) -> anyhow::Result<ExitCode> {
         )?;
     }
     Ok(match (failed, unchecked) {
+        _ if ran < SCENARIOS.len() => ExitCode::from(crate::exit::FAILURE),
         (0, 0) => ExitCode::SUCCESS,
         (0, _) => ExitCode::from(crate::exit::PRIVILEGE),
         _ => ExitCode::from(crate::exit::FAILURE),

@@ -210,9 +210,17 @@ impl Probes {
     pub fn finish(&mut self, time_wait: bool) -> Seen {
         // Bounded: a close the peer never ACKs (a wire that drops it) may stay.
         wait_until(CLOSING_LIMIT, || !self.closing_in_flight());
-        if time_wait {
+        if time_wait && self.any_in(TIME_WAIT_STATE) {
+            // A minute with nothing on the screen needs saying why.
+            eprintln!("tcplab lab: waiting for TIME_WAIT to end (60 s; Ctrl-C stops the wait)");
             let period = Duration::from_millis(50);
-            if !wait_until_every(TIME_WAIT_LIMIT, period, || !self.any_in(TIME_WAIT_STATE)) {
+            let ended = wait_until_every(TIME_WAIT_LIMIT, period, || {
+                crate::interrupt::requested() || !self.any_in(TIME_WAIT_STATE)
+            });
+            if crate::interrupt::requested() {
+                self.missing
+                    .push("the end of TIME_WAIT (interrupted before it)".into());
+            } else if !ended {
                 self.missing
                     .push("the end of TIME_WAIT (still there after 65 s)".into());
             }

@@ -39,7 +39,6 @@ use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -107,26 +106,6 @@ const LOOKUP_MAX: usize = 1000;
 const OWNER_DUMP_NS: u64 = 1_000_000_000;
 /// Longest wait for trace lines when nothing is held or due sooner.
 const IDLE_WAIT_MS: u64 = 100;
-
-/// Set by SIGINT/SIGTERM: the loop returns normally, so the instance is removed.
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic (async-signal-safe); sigaction is
-        // given a zeroed, then filled, struct. No SA_RESTART: poll() returns EINTR.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
 
 /// CLOCK_MONOTONIC in ns: the clock of the tracefs `mono` trace clock.
 fn clock_ns(clock: libc::clockid_t) -> u64 {
@@ -224,7 +203,7 @@ struct Watch<'a> {
 
 /// Runs `tcplab watch`.
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
-    install_signal_handlers();
+    crate::interrupt::install();
     let filter = Filter {
         ports: args.ports.clone(),
         hosts: args.hosts.clone(),
@@ -319,7 +298,7 @@ impl Watch<'_> {
             .map(|d| start + (d.max(0.0) * 1e9) as u64);
         let mut next_slow = start;
         let mut reported_lost = 0;
-        while !STOP.load(Ordering::SeqCst) {
+        while !crate::interrupt::requested() {
             if deadline.is_some_and(|d| mono_ns() >= d) {
                 break;
             }

@@ -537,6 +537,55 @@ fn waiting_shows_the_end_of_time_wait_a_minute_later() {
 }
 
 #[test]
+fn ctrl_c_ends_the_wait_for_time_wait_shows_the_run_and_leaves_nothing() {
+    use std::io::{BufRead, BufReader};
+    if !support::privileged("ctrl_c_ends_the_wait_for_time_wait_shows_the_run_and_leaves_nothing") {
+        return;
+    }
+    let mut child = Command::new(support::tcplab_bin())
+        .args(["lab", "--wait-time-wait"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // The run says when it starts the minute's wait: interrupt it there.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("waiting for TIME_WAIT to end") {
+        line.clear();
+        let n = stderr.read_line(&mut line).unwrap();
+        assert!(n > 0, "the lab ended without waiting for TIME_WAIT");
+    }
+    // SAFETY: kill() on the pid of our own child, which has not been waited for.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("not shown: the end of TIME_WAIT (interrupted before it)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\nserver: LISTEN → SYN_RECV → ESTABLISHED → FIN_WAIT1 → FIN_WAIT2 → TIME_WAIT\n"
+        ),
+        "{text}"
+    );
+    // Its tracefs instance is gone (its namespace went with its process).
+    let prefix = format!("tcplab-{pid}-");
+    for root in [
+        "/sys/kernel/tracing/instances",
+        "/sys/kernel/debug/tracing/instances",
+    ] {
+        for inst in std::fs::read_dir(root).into_iter().flatten() {
+            let name = inst.unwrap().file_name().to_string_lossy().to_string();
+            assert!(!name.starts_with(&prefix), "{name} left behind");
+        }
+    }
+}
+
+#[test]
 fn the_html_page_and_svg_are_written() {
     let dir = std::env::temp_dir().join(format!("tcplab-lab-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
