@@ -57,6 +57,28 @@ fn the_default_experiment_prints_a_ladder_and_exits_zero() {
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
+    // Segments and exact states need the capture and the tracepoints.
+    if !support::privileged("the_default_experiment_prints_a_ladder_and_exits_zero") {
+        return;
+    }
+    for expected in [
+        // The handshake, the banner, `hello` and its echo, `quit`, the FIN/ACK exchange.
+        "│── SYN seq 0 ",
+        "│◀─ SYN,ACK seq 0 ack 1 ",
+        "│── ACK seq 1 ack 1 ",
+        " len 99 \"\\nWelcome to the",
+        " len 6 \"hello\\n\"",
+        " len 18 \"You said 'hello'",
+        " len 5 \"quit\\n\"",
+        "│◀─ FIN,ACK seq 118 ack 12 ",
+        "│── FIN,ACK seq 12 ack 119 ",
+        "│◀─ ACK seq 119 ack 13 ",
+        // Both endpoints' paths, as the kernel lived them.
+        "\nclient: CLOSED → SYN_SENT → ESTABLISHED → CLOSE_WAIT → LAST_ACK → CLOSED\n",
+        "\nserver: LISTEN → SYN_RECV → ESTABLISHED → FIN_WAIT1 → FIN_WAIT2 → TIME_WAIT\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
 }
 
 #[test]
