@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use super::{num, tcp_checksum_status, write_time, ChecksumStatus, Frame, Numbers, ViewOptions};
 use crate::wire::link::pkttype;
 use crate::wire::tcp::{self, TcpHeader, TcpOption, ACK, FIN, RST, SYN, URG};
-use crate::wire::{Ip, Link, Packet, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
+use crate::wire::{Ip, Ipv6Header, Link, Packet, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6};
 
 mod ext6;
 
@@ -159,6 +159,22 @@ pub(crate) fn write(
     }
 }
 
+/// `src > dst: ` then the IPv6 extension headers, as tcpdump writes them before the
+/// transport header. False where tcpdump stops decoding (see [`ext6::extensions`]).
+fn addresses_and_extensions(
+    pkt: &Packet<'_>,
+    ip: &Ip<'_>,
+    h: &Ipv6Header,
+    verbose: bool,
+    out: &mut Vec<u8>,
+) -> bool {
+    addr(out, ip.src());
+    out.extend_from_slice(b" > ");
+    addr(out, ip.dst());
+    out.extend_from_slice(b": ");
+    ext6::extensions(pkt, h, verbose, out)
+}
+
 /// `src.port > dst.port: ` (with IPv6 extension headers between, as tcpdump).
 /// Returns false where tcpdump stops decoding the packet (see [`ext6::extensions`]).
 fn endpoints(
@@ -170,11 +186,7 @@ fn endpoints(
 ) -> bool {
     if let (Ip::V6(h), Some((sp, dp))) = (ip, ports) {
         if h.ext_count > 0 {
-            addr(out, ip.src());
-            out.extend_from_slice(b" > ");
-            addr(out, ip.dst());
-            out.extend_from_slice(b": ");
-            if !ext6::extensions(pkt, h, verbose, out) {
+            if !addresses_and_extensions(pkt, ip, h, verbose, out) {
                 return false;
             }
             num(out, sp);
@@ -288,11 +300,7 @@ fn other_l4(pkt: &Packet<'_>, ip: &Ip<'_>, verbose: bool, out: &mut Vec<u8>) {
     if let Ip::V6(h) = ip {
         // A later fragment, or a chain tcpdump cannot follow, ends after the headers.
         if h.ext_count > 0 {
-            addr(out, ip.src());
-            out.extend_from_slice(b" > ");
-            addr(out, ip.dst());
-            out.extend_from_slice(b": ");
-            if !ext6::extensions(pkt, h, verbose, out) {
+            if !addresses_and_extensions(pkt, ip, h, verbose, out) {
                 return;
             }
             out.extend_from_slice(b"ip-proto-");
